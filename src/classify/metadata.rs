@@ -1,0 +1,127 @@
+//! The classifier's preprocessing contract, read from the ONNX `metadata_props`.
+//!
+//! `tools/emotion_tools/export.py` writes these keys, so the runtime never
+//! duplicates the training normalisation as constants.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::model::ModelError;
+
+const PREFIX: &str = "emotion_pi.";
+
+/// Input size, normalisation and class names of an emotion model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifierMetadata {
+    /// Side of the square grayscale input, in pixels.
+    pub input_size: u32,
+    /// Model input = (pixel × `pixel_scale` − `mean`) / `std`, pixel 0..255.
+    pub pixel_scale: f32,
+    pub mean: f32,
+    pub std: f32,
+    /// Output order.
+    pub class_names: Vec<String>,
+    /// How the weights are stored (`float32`, `int8 (...)`), for reports.
+    pub precision: String,
+}
+
+impl ClassifierMetadata {
+    /// Reads and validates the `emotion_pi.*` entries; an error names the missing or bad key.
+    pub fn from_props(props: &HashMap<String, String>, path: &Path) -> Result<Self, ModelError> {
+        let unsupported = |reason: String| ModelError::Unsupported { path: path.to_owned(), reason };
+        let get = |key: &str| {
+            props.get(&format!("{PREFIX}{key}")).ok_or_else(|| {
+                unsupported(format!(
+                    "metadata key {PREFIX}{key} missing; export the model with tools/ (python -m emotion_tools export)"
+                ))
+            })
+        };
+        let number = |key: &str| -> Result<f32, ModelError> {
+            let text = get(key)?;
+            text.trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| unsupported(format!("metadata {PREFIX}{key} = {text:?} is not a number")))
+        };
+        let input_size = get("input_size")?
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&s| (8..=1024).contains(&s))
+            .ok_or_else(|| unsupported(format!("metadata {PREFIX}input_size is not a size in 8..=1024")))?;
+        let color = get("color")?;
+        if color != "gray" {
+            return Err(unsupported(format!("metadata {PREFIX}color = {color:?}; only gray models are supported")));
+        }
+        let output = get("output")?;
+        if output != "probabilities" {
+            return Err(unsupported(format!("metadata {PREFIX}output = {output:?}; expected probabilities")));
+        }
+        let std = number("std")?;
+        if std <= 0.0 {
+            return Err(unsupported(format!("metadata {PREFIX}std must be positive")));
+        }
+        let class_names: Vec<String> = get("class_names")?.split(',').map(|s| s.trim().to_owned()).collect();
+        if class_names.len() < 2 || class_names.iter().any(String::is_empty) {
+            return Err(unsupported(format!("metadata {PREFIX}class_names needs two or more non-empty names")));
+        }
+        Ok(Self {
+            input_size,
+            pixel_scale: number("pixel_scale")?,
+            mean: number("mean")?,
+            std,
+            class_names,
+            precision: props.get(&format!("{PREFIX}precision")).cloned().unwrap_or_else(|| "unknown".into()),
+        })
+    }
+
+    /// The per-pixel affine normalisation as `value × scale + offset`.
+    pub fn normalize(&self) -> crate::resample::Normalize {
+        crate::resample::Normalize { scale: self.pixel_scale / self.std, offset: -self.mean / self.std }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string())).collect()
+    }
+
+    fn complete() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("input_size", "48"),
+            ("color", "gray"),
+            ("output", "probabilities"),
+            ("pixel_scale", "0.00392156862745098"),
+            ("mean", "0.5"),
+            ("std", "0.25"),
+            ("class_names", "angry,happy"),
+        ]
+    }
+
+    #[test]
+    fn reads_complete_metadata() {
+        let meta = ClassifierMetadata::from_props(&props(&complete()), Path::new("m.onnx")).expect("valid");
+        assert_eq!(meta.input_size, 48);
+        assert_eq!(meta.class_names, vec!["angry", "happy"]);
+        let n = meta.normalize();
+        // pixel 255 -> (1.0 - 0.5) / 0.25 = 2
+        assert!((255.0 * n.scale + n.offset - 2.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn missing_and_bad_keys_are_named() {
+        let mut pairs = complete();
+        pairs.retain(|(k, _)| *k != "mean");
+        let err = ClassifierMetadata::from_props(&props(&pairs), Path::new("m.onnx")).unwrap_err().to_string();
+        assert!(err.contains("m.onnx") && err.contains("emotion_pi.mean missing"), "{err}");
+
+        let mut pairs = complete();
+        pairs[5] = ("std", "zero");
+        let err = ClassifierMetadata::from_props(&props(&pairs), Path::new("m.onnx")).unwrap_err().to_string();
+        assert!(err.contains("emotion_pi.std = \"zero\" is not a number"), "{err}");
+    }
+}

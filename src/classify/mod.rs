@@ -1,0 +1,106 @@
+//! Emotion classification of face crops with the int8 MobileNet run by tract.
+
+mod align;
+mod metadata;
+
+pub use align::{crop_face_into, crop_map, CropSettings};
+pub use metadata::ClassifierMetadata;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use crate::model::{LoadedOnnx, ModelError};
+
+/// Class probabilities for one face, in the model's class order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emotion {
+    pub probabilities: Vec<f32>,
+}
+
+impl Emotion {
+    /// Index and probability of the most likely class.
+    pub fn top(&self) -> (usize, f32) {
+        self.probabilities.iter().copied().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, p)| {
+            if p > best.1 {
+                (i, p)
+            } else {
+                best
+            }
+        })
+    }
+}
+
+/// The emotion model, optimised once for any batch size.
+pub struct TractClassifier {
+    model: Arc<TypedRunnableModel>,
+    metadata: ClassifierMetadata,
+    path: PathBuf,
+}
+
+impl TractClassifier {
+    /// Loads `path`, reading preprocessing and class names from its metadata.
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let loaded = LoadedOnnx::read(path)?;
+        let metadata = ClassifierMetadata::from_props(&loaded.metadata, path)?;
+        let side = metadata.input_size as usize;
+        let batch = loaded.model.sym("N");
+        let shape = [batch.into(), 1.into(), side.into(), side.into()];
+        let model = loaded.into_runnable(&shape)?;
+        let classifier = Self { model, metadata, path: path.to_owned() };
+        // One run at load time turns a class-count mismatch into a load error, not a per-face one.
+        let probe = classifier.classify_batch(&vec![0.0; side * side], 1)?;
+        if probe.len() != 1 || probe[0].probabilities.len() != classifier.metadata.class_names.len() {
+            return Err(ModelError::Unsupported {
+                path: path.to_owned(),
+                reason: format!(
+                    "output does not have {} classes as its metadata says",
+                    classifier.metadata.class_names.len()
+                ),
+            });
+        }
+        Ok(classifier)
+    }
+
+    pub fn metadata(&self) -> &ClassifierMetadata {
+        &self.metadata
+    }
+
+    /// Floats per face in the batch buffer (input side squared).
+    pub fn face_len(&self) -> usize {
+        (self.metadata.input_size * self.metadata.input_size) as usize
+    }
+
+    /// Classifies `count` normalised faces laid out back to back in `batch`.
+    pub fn classify_batch(&self, batch: &[f32], count: usize) -> Result<Vec<Emotion>, ModelError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let side = self.metadata.input_size as usize;
+        let run_error = |source: anyhow::Error| ModelError::Run { path: self.path.clone(), source };
+        let input = Tensor::from_shape(&[count, 1, side, side], batch).map_err(run_error)?;
+        let outputs = self.model.run(tvec!(input.into())).map_err(run_error)?;
+        let view = outputs[0].try_as_plain_ram().map_err(run_error)?;
+        let probabilities = view.as_slice::<f32>().map_err(run_error)?;
+        let classes = probabilities.len() / count;
+        Ok(probabilities.chunks_exact(classes).map(|p| Emotion { probabilities: p.to_vec() }).collect())
+    }
+
+    /// Classifies already-cropped square grayscale faces (FER2013 style) of the model's input size.
+    pub fn classify_gray_faces(&self, faces: &[&[u8]]) -> Result<Vec<Emotion>, ModelError> {
+        let norm = self.metadata.normalize();
+        let len = self.face_len();
+        let mut batch = Vec::with_capacity(faces.len() * len);
+        for face in faces {
+            if face.len() != len {
+                return Err(ModelError::Unsupported {
+                    path: self.path.clone(),
+                    reason: format!("a face of {} pixels given to a model taking {len}", face.len()),
+                });
+            }
+            batch.extend(face.iter().map(|&p| p as f32 * norm.scale + norm.offset));
+        }
+        self.classify_batch(&batch, faces.len())
+    }
+}

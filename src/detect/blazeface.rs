@@ -1,0 +1,211 @@
+//! MediaPipe BlazeFace (short range, 128×128) run by tract.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use image::RgbImage;
+use tract_onnx::prelude::*;
+
+use super::anchors::{anchor_centers, AnchorOptions};
+use super::nms::weighted_nms;
+use super::Face;
+use crate::geometry::{BoundingBox, Point};
+use crate::model::{LoadedOnnx, ModelError};
+use crate::resample::{warp_into, AffineMap, Normalize, Outside, SourceImage};
+
+const VALUES_PER_ANCHOR: usize = 16;
+const KEYPOINTS: usize = 6;
+
+/// Detector tuning.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectorSettings {
+    /// Minimum face score (0..1) for a detection to count. MediaPipe uses 0.5.
+    pub min_score: f32,
+    /// Detections overlapping more than this (IoU) are merged into one face.
+    pub iou_threshold: f32,
+}
+
+impl Default for DetectorSettings {
+    fn default() -> Self {
+        Self { min_score: 0.5, iou_threshold: 0.3 }
+    }
+}
+
+/// How a frame was fitted into the square model input: scaled by `scale`, centred with
+/// `pad_x`/`pad_y` pixels of black bars (in model-input pixels, not rounded).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    pub scale: f32,
+    pub pad_x: f32,
+    pub pad_y: f32,
+    pub input_size: f32,
+}
+
+impl Letterbox {
+    /// The letterbox that fits a `width`×`height` frame into an `input_size` square.
+    pub fn fit(width: u32, height: u32, input_size: u32) -> Self {
+        let size = input_size as f32;
+        let scale = (size / width as f32).min(size / height as f32);
+        Self {
+            scale,
+            pad_x: (size - width as f32 * scale) / 2.0,
+            pad_y: (size - height as f32 * scale) / 2.0,
+            input_size: size,
+        }
+    }
+
+    /// Frame pixel coordinates of a point given in normalised (0..1) model-input coordinates.
+    pub fn to_frame(&self, x: f32, y: f32) -> Point {
+        Point { x: (x * self.input_size - self.pad_x) / self.scale, y: (y * self.input_size - self.pad_y) / self.scale }
+    }
+}
+
+/// BlazeFace with its anchors, optimised once and then run per frame.
+///
+/// `detect` takes `&self`, so one detector serves several threads.
+pub struct TractDetector {
+    model: Arc<TypedRunnableModel>,
+    anchors: Vec<(f32, f32)>,
+    input_size: u32,
+    settings: DetectorSettings,
+    path: std::path::PathBuf,
+}
+
+impl TractDetector {
+    /// Loads and optimises the short-range BlazeFace ONNX at `path`.
+    pub fn load(path: &Path, settings: DetectorSettings) -> Result<Self, ModelError> {
+        let loaded = LoadedOnnx::read(path)?;
+        let options = AnchorOptions::blazeface_short_range();
+        let input_size = options.input_width;
+        let anchors = anchor_centers(&options);
+        let shape: Vec<TDim> = [1, input_size as usize, input_size as usize, 3].iter().map(|&d| d.into()).collect();
+        let model = loaded.into_runnable(&shape)?;
+        let detector = Self { model, anchors, input_size, settings, path: path.to_owned() };
+        detector.check_outputs()?;
+        Ok(detector)
+    }
+
+    /// The outputs must be two score tensors and two regressor tensors covering all anchors.
+    fn check_outputs(&self) -> Result<(), ModelError> {
+        let plan = self.model.model();
+        let mut score_rows = 0;
+        let mut regressor_rows = 0;
+        for index in 0..plan.outputs.len() {
+            let fact =
+                plan.output_fact(index).map_err(|source| ModelError::Load { path: self.path.clone(), source })?;
+            let dims: Option<Vec<usize>> = fact.shape.as_concrete().map(|d| d.to_vec());
+            match dims.as_deref() {
+                Some([1, rows, 1]) => score_rows += rows,
+                Some([1, rows, VALUES_PER_ANCHOR]) => regressor_rows += rows,
+                other => {
+                    return Err(ModelError::Unsupported {
+                        path: self.path.clone(),
+                        reason: format!("unexpected output shape {other:?}; expected BlazeFace short range"),
+                    })
+                }
+            }
+        }
+        if score_rows != self.anchors.len() || regressor_rows != self.anchors.len() {
+            return Err(ModelError::Unsupported {
+                path: self.path.clone(),
+                reason: format!(
+                    "outputs cover {score_rows} scores and {regressor_rows} boxes, expected {} anchors",
+                    self.anchors.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Side of the square model input in pixels.
+    pub fn input_size(&self) -> u32 {
+        self.input_size
+    }
+
+    /// The letterboxed, normalised (-1..1) NHWC input tensor for `image`.
+    pub fn preprocess(&self, image: &RgbImage) -> Result<(Tensor, Letterbox), ModelError> {
+        let size = self.input_size;
+        let letterbox = Letterbox::fit(image.width(), image.height(), size);
+        let mut data = vec![0f32; (size * size * 3) as usize];
+        let source = SourceImage { data: image.as_raw(), width: image.width(), height: image.height(), channels: 3 };
+        let map = AffineMap::scale_translate(letterbox.scale, letterbox.pad_x, letterbox.pad_y);
+        // An empty image leaves the buffer at 0 and finds nothing; not worth an error path.
+        warp_into(
+            source,
+            &map,
+            &mut data,
+            size,
+            size,
+            Outside::Fill(0.0),
+            Normalize { scale: 1.0 / 127.5, offset: -1.0 },
+        );
+        let tensor = Tensor::from_shape(&[1, size as usize, size as usize, 3], &data)
+            .map_err(|source| ModelError::Run { path: self.path.clone(), source })?;
+        Ok((tensor, letterbox))
+    }
+
+    /// Runs the model on a preprocessed input: raw score logits and regressors, anchor order.
+    pub fn infer(&self, input: Tensor) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
+        let run_error = |source: anyhow::Error| ModelError::Run { path: self.path.clone(), source };
+        let outputs = self.model.run(tvec!(input.into())).map_err(run_error)?;
+        let mut scores = Vec::with_capacity(self.anchors.len());
+        let mut regressors = Vec::with_capacity(self.anchors.len() * VALUES_PER_ANCHOR);
+        for output in &outputs {
+            let view = output.try_as_plain_ram().map_err(run_error)?;
+            let values = view.as_slice::<f32>().map_err(run_error)?;
+            if output.shape().last() == Some(&1) {
+                scores.extend_from_slice(values);
+            } else {
+                regressors.extend_from_slice(values);
+            }
+        }
+        Ok((scores, regressors))
+    }
+
+    /// Faces from raw outputs: threshold, decode against the anchors, merge, map to frame pixels.
+    pub fn decode(&self, scores: &[f32], regressors: &[f32], letterbox: &Letterbox) -> Vec<Face> {
+        let size = self.input_size as f32;
+        let candidates = self
+            .anchors
+            .iter()
+            .zip(scores)
+            .zip(regressors.chunks_exact(VALUES_PER_ANCHOR))
+            .filter_map(|((&(ax, ay), &logit), r)| {
+                let score = sigmoid(logit.clamp(-100.0, 100.0));
+                if score < self.settings.min_score {
+                    return None;
+                }
+                let (cx, cy) = (r[0] / size + ax, r[1] / size + ay);
+                let (w, h) = (r[2] / size, r[3] / size);
+                let top_left = letterbox.to_frame(cx - w / 2.0, cy - h / 2.0);
+                let bottom_right = letterbox.to_frame(cx + w / 2.0, cy + h / 2.0);
+                let mut keypoints = [Point { x: 0.0, y: 0.0 }; KEYPOINTS];
+                for (k, point) in keypoints.iter_mut().enumerate() {
+                    *point = letterbox.to_frame(r[4 + 2 * k] / size + ax, r[5 + 2 * k] / size + ay);
+                }
+                Some(Face {
+                    bbox: BoundingBox {
+                        x: top_left.x,
+                        y: top_left.y,
+                        width: bottom_right.x - top_left.x,
+                        height: bottom_right.y - top_left.y,
+                    },
+                    score,
+                    keypoints,
+                })
+            })
+            .collect();
+        weighted_nms(candidates, self.settings.iou_threshold)
+    }
+
+    /// All faces in `image`, best first.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Face>, ModelError> {
+        let (input, letterbox) = self.preprocess(image)?;
+        let (scores, regressors) = self.infer(input)?;
+        Ok(self.decode(&scores, &regressors, &letterbox))
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}

@@ -1,0 +1,15 @@
+//! emotion-pi: camera frames in, faces with emotions out.
+//!
+//! The modules follow the pipeline: `capture` → [`detect`] → [`classify`] →
+//! `track` → `output`, with [`analyze`] joining detection and classification and
+//! [`bulk`] running them over files instead of a camera.
+
+pub mod analyze;
+pub mod capture;
+pub mod classify;
+pub mod detect;
+pub mod frame;
+pub mod geometry;
+pub mod model;
+pub mod resample;
+pub mod track;

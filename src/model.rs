@@ -1,0 +1,68 @@
+//! Loading ONNX models with tract: one place for file errors and metadata access.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+/// A model that could not be used; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file is missing, unreadable, not ONNX, or uses operators tract lacks.
+    #[error("cannot load model {path}: {source:#}")]
+    Load { path: PathBuf, source: anyhow::Error },
+    /// The model loaded but its inputs, outputs or metadata are not what this program expects.
+    #[error("model {path} is not usable here: {reason}")]
+    Unsupported { path: PathBuf, reason: String },
+    /// Running the model failed (should not happen with a validated model and input).
+    #[error("inference with {path} failed: {source:#}")]
+    Run { path: PathBuf, source: anyhow::Error },
+}
+
+/// A parsed ONNX model before its input shape is fixed, with its `metadata_props`.
+pub struct LoadedOnnx {
+    pub path: PathBuf,
+    pub model: InferenceModel,
+    pub metadata: HashMap<String, String>,
+}
+
+impl LoadedOnnx {
+    /// Parses `path`; `metadata` holds the ONNX `metadata_props` entries.
+    pub fn read(path: &Path) -> Result<Self, ModelError> {
+        let load_error = |source: anyhow::Error| ModelError::Load { path: path.to_owned(), source };
+        if !path.is_file() {
+            return Err(load_error(anyhow::anyhow!("no such file")));
+        }
+        let model = tract_onnx::onnx().model_for_path(path).map_err(load_error)?;
+        let prefix = "onnx.metadata_props.";
+        let metadata = model
+            .properties
+            .iter()
+            .filter_map(|(key, value)| {
+                let name = key.strip_prefix(prefix)?;
+                let text = value.try_as_plain_ram().ok()?.to_scalar::<String>().ok()?;
+                Some((name.to_owned(), text.clone()))
+            })
+            .collect();
+        Ok(Self { path: path.to_owned(), model, metadata })
+    }
+
+    /// Fixes the first input to `shape` (dimensions may be symbols such as a batch size) and
+    /// optimises the model for repeated runs.
+    pub fn into_runnable(self, shape: &[TDim]) -> Result<Arc<TypedRunnableModel>, ModelError> {
+        let path = self.path;
+        let fact = f32::fact(shape);
+        self.model
+            .with_input_fact(0, fact.into())
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|source| ModelError::Load { path, source })
+    }
+
+    /// A model error about this file.
+    pub fn unsupported(&self, reason: impl Into<String>) -> ModelError {
+        ModelError::Unsupported { path: self.path.clone(), reason: reason.into() }
+    }
+}

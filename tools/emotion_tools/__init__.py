@@ -1,0 +1,1 @@
+"""Model pipeline for emotion-pi: train, export (ONNX), quantize (int8), evaluate."""

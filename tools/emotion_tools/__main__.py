@@ -1,0 +1,91 @@
+"""Command line: `python -m emotion_tools {train,export,quantize,evaluate} ...` (run from tools/)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .data import DataError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emotion_tools", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train_cmd = commands.add_parser("train", help="train on Usage=Training, select on PublicTest")
+    train_cmd.add_argument("--data", required=True, help="FER2013 CSV(.gz) or image-folder root")
+    train_cmd.add_argument("--out", required=True, help="checkpoint folder (last.pt, best.pt, train_log.jsonl)")
+    train_cmd.add_argument("--epochs", type=int)
+    train_cmd.add_argument("--batch-size", type=int)
+    train_cmd.add_argument("--width", type=float)
+    train_cmd.add_argument("--seed", type=int)
+    train_cmd.add_argument("--resume", action="store_true", help="continue from OUT/last.pt with its stored settings")
+    train_cmd.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (smoke tests)")
+    train_cmd.add_argument("--threads", type=int, default=2)
+
+    export_cmd = commands.add_parser("export", help="checkpoint -> float ONNX with preprocessing metadata")
+    export_cmd.add_argument("--checkpoint", required=True)
+    export_cmd.add_argument("--out", required=True)
+
+    quantize_cmd = commands.add_parser("quantize", help="float ONNX -> int8 ONNX, calibrated on training images")
+    quantize_cmd.add_argument("--model", required=True, help="float ONNX from `export`")
+    quantize_cmd.add_argument("--data", required=True, help="FER2013 CSV(.gz) or image-folder root (Training is used)")
+    quantize_cmd.add_argument("--out", required=True)
+    quantize_cmd.add_argument("--form", default="qlinear-pointwise", choices=("qlinear-pointwise", "qlinear-all", "qdq"))
+    quantize_cmd.add_argument("--calibration-count", type=int, default=1000)
+
+    evaluate_cmd = commands.add_parser("evaluate", help="accuracy report of ONNX model(s) with onnxruntime")
+    evaluate_cmd.add_argument("--model", required=True, action="append", help="repeat to compare models (top-1 agreement)")
+    evaluate_cmd.add_argument("--data", required=True)
+    evaluate_cmd.add_argument("--usage", default="PublicTest", choices=("Training", "PublicTest", "PrivateTest"))
+    evaluate_cmd.add_argument("--json", action="store_true", help="one JSON object per model")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            from .train import TrainConfig, train
+
+            config = TrainConfig()
+            for field in ("epochs", "batch_size", "width", "seed"):
+                if getattr(args, field) is not None:
+                    setattr(config, field, getattr(args, field))
+            best = train(args.data, args.out, config, resume=args.resume, max_steps=args.max_steps, threads=args.threads)
+            print(f"best checkpoint: {best}")
+        elif args.command == "export":
+            from .export import export
+
+            print(f"wrote {export(args.checkpoint, args.out)}")
+        elif args.command == "quantize":
+            from .quantize import quantize
+
+            print(f"wrote {quantize(args.model, args.data, args.out, args.form, args.calibration_count)}")
+        elif args.command == "evaluate":
+            return _evaluate(args)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluate import evaluate_onnx, format_report
+
+    predictions = []
+    for model in args.model:
+        result, probs = evaluate_onnx(model, args.data, args.usage)
+        predictions.append(probs.argmax(1))
+        if args.json:
+            print(json.dumps({"model": model, "usage": args.usage, **result}))
+        else:
+            print(f"== {model} on {args.usage}\n{format_report(result)}\n")
+    for model, other in zip(args.model[1:], predictions[1:]):
+        agreement = float((other == predictions[0]).mean()) if len(other) else 0.0
+        line = {"agreement_top1": agreement, "reference": args.model[0], "model": model}
+        print(json.dumps(line) if args.json else f"top-1 agreement of {model} with {args.model[0]}: {100 * agreement:.2f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Training: PublicTest-selected checkpoints, resumable, deterministic per seed.
+
+Augmentation runs batched on tensors (one affine warp, flip, brightness and
+contrast jitter, random erasing) rather than per image in DataLoader workers:
+with two CPU cores, worker processes would take cores from the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from .data import CLASS_NAMES, PUBLIC_TEST, TRAINING, load
+from .model import EmotionMobileNet
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; stored in each checkpoint so `--resume` continues the same run."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 3
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.999
+    width: float = 0.5
+    last_channels: int = 1280
+    dropout: float = 0.2
+    seed: int = 13
+    #: Normalisation applied after scaling pixels to 0..1: (x - mean) / std. Set from the training data.
+    mean: float = 0.0
+    std: float = 1.0
+
+
+def build_model(config: TrainConfig) -> EmotionMobileNet:
+    return EmotionMobileNet(len(CLASS_NAMES), config.width, config.last_channels, config.dropout)
+
+
+def normalise(images_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """uint8 (N, H, W) -> float (N, 1, H, W), the model's exact input preprocessing."""
+    return ((images_u8.float() / 255.0 - mean) / std).unsqueeze(1)
+
+
+def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random flip, rotation (+-12 deg), scale (0.9-1.1), shift (+-10%), light jitter and erasing.
+
+    `batch` is (N, 1, H, W) in 0..1 before normalisation.
+    """
+    n = batch.shape[0]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(n, generator=generator) * (high - low) + low
+
+    angle = uniform(-12, 12) * math.pi / 180
+    scale = uniform(0.9, 1.1)
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, uniform(-0.2, 0.2)], 1),
+            torch.stack([sin * flip, cos, uniform(-0.2, 0.2)], 1),
+        ],
+        1,
+    )
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    contrast = uniform(0.7, 1.3).view(n, 1, 1, 1)
+    brightness = uniform(-0.15, 0.15).view(n, 1, 1, 1)
+    mean = out.mean(dim=(2, 3), keepdim=True)
+    out = ((out - mean) * contrast + mean + brightness).clamp(0, 1)
+
+    _, _, h, w = out.shape
+    area = uniform(0.02, 0.2) * h * w
+    aspect = torch.exp(uniform(math.log(0.3), math.log(3.3)))
+    eh = torch.sqrt(area * aspect).clamp(1, h)
+    ew = torch.sqrt(area / aspect).clamp(1, w)
+    top = torch.rand(n, generator=generator) * (h - eh)
+    left = torch.rand(n, generator=generator) * (w - ew)
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    inside = (
+        (rows >= top.view(n, 1, 1))
+        & (rows < (top + eh).view(n, 1, 1))
+        & (cols >= left.view(n, 1, 1))
+        & (cols < (left + ew).view(n, 1, 1))
+    )
+    erase = (torch.rand(n, generator=generator) < 0.5).view(n, 1, 1) & inside
+    noise = torch.rand(out.shape, generator=generator)
+    return torch.where(erase.unsqueeze(1), noise, out)
+
+
+def lr_at(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to zero."""
+    warmup = config.warmup_epochs * steps_per_epoch
+    total = config.epochs * steps_per_epoch
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 512, flip: bool = False) -> torch.Tensor:
+    """Logits for normalised images (N, 1, H, W); with `flip`, averaged with the mirrored image."""
+    model.eval()
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size]
+        logits = model(x)
+        if flip:
+            logits = (logits + model(torch.flip(x, dims=[3]))) / 2
+        chunks.append(logits)
+    return torch.cat(chunks) if chunks else torch.zeros(0, len(CLASS_NAMES))
+
+
+def train(
+    data_path: str,
+    out_dir: str,
+    config: TrainConfig,
+    resume: bool = False,
+    max_steps: int | None = None,
+    threads: int | None = None,
+    log=print,
+) -> Path:
+    """Train (or resume) and return the path of the best checkpoint by PublicTest accuracy."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    last_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "train_log.jsonl"
+
+    state = None
+    if resume and last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        config = TrainConfig(**state["config"])
+        log(f"resuming {last_path} at epoch {state['epoch'] + 1}/{config.epochs}")
+
+    splits = load(data_path, (TRAINING, PUBLIC_TEST))
+    train_split, val_split = splits[TRAINING], splits[PUBLIC_TEST]
+    if len(train_split) == 0:
+        raise ValueError(f"{data_path}: no Training rows")
+    if state is None:
+        pixels = train_split.images.astype(np.float64) / 255.0
+        config.mean, config.std = round(float(pixels.mean()), 4), round(float(pixels.std()), 4)
+
+    torch.manual_seed(config.seed)
+    # channels_last doubles CPU training throughput for depthwise convolutions (330 vs 157 images/s here).
+    model = build_model(config).to(memory_format=torch.channels_last)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start_epoch, best_acc = 0, -1.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best_acc = state["epoch"] + 1, state["best_acc"]
+
+    train_x = torch.from_numpy(train_split.images).float().unsqueeze(1) / 255.0
+    train_y = torch.from_numpy(train_split.labels)
+    val_x = normalise(torch.from_numpy(val_split.images), config.mean, config.std).contiguous(memory_format=torch.channels_last)
+    val_y = torch.from_numpy(val_split.labels)
+    steps_per_epoch = math.ceil(len(train_y) / config.batch_size)
+    step = start_epoch * steps_per_epoch
+    log(
+        f"train {len(train_y)} / PublicTest {len(val_y)} images, {steps_per_epoch} steps per epoch, "
+        f"mean {config.mean} std {config.std}, {sum(p.numel() for p in model.parameters())} parameters"
+    )
+
+    for epoch in range(start_epoch, config.epochs):
+        started = time.time()
+        generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+        order = torch.randperm(len(train_y), generator=generator)
+        model.train()
+        loss_sum, seen = 0.0, 0
+        for start in range(0, len(order), config.batch_size):
+            if max_steps is not None and step >= max_steps:
+                break
+            idx = order[start : start + config.batch_size]
+            x = ((augment(train_x[idx], generator) - config.mean) / config.std).contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, steps_per_epoch, config)
+            loss = F.cross_entropy(model(x), train_y[idx], label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            ema.update_parameters(model)
+            loss_sum += loss.item() * len(idx)
+            seen += len(idx)
+            step += 1
+
+        record = {"epoch": epoch + 1, "train_loss": round(loss_sum / max(1, seen), 4), "lr": lr_at(step - 1, steps_per_epoch, config)}
+        if len(val_y):
+            for name, net in (("model", model), ("ema", ema.module)):
+                logits = predict_logits(net, val_x)
+                record[f"val_acc_{name}"] = round(float((logits.argmax(1) == val_y).float().mean()), 4)
+            record["val_acc_ema_flip"] = round(float((predict_logits(ema.module, val_x, flip=True).argmax(1) == val_y).float().mean()), 4)
+        record["seconds"] = round(time.time() - started, 1)
+        score = record.get("val_acc_ema", 0.0)
+        checkpoint = {
+            "config": asdict(config),
+            "epoch": epoch,
+            "best_acc": max(best_acc, score),
+            "model": model.state_dict(),
+            "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "class_names": list(CLASS_NAMES),
+        }
+        if score > best_acc or not best_path.exists():
+            best_acc = score
+            torch.save({"config": asdict(config), "epoch": epoch, "val_acc": score, "model": ema.module.state_dict(), "class_names": list(CLASS_NAMES)}, best_path)
+            record["best"] = True
+        torch.save(checkpoint, last_path.with_suffix(".tmp"))
+        last_path.with_suffix(".tmp").replace(last_path)
+        with open(log_path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        log(json.dumps(record))
+        if max_steps is not None and step >= max_steps:
+            break
+    return best_path
+
+
+def load_checkpoint_model(path: str | Path) -> tuple[EmotionMobileNet, TrainConfig]:
+    """The model (in eval mode) and its config from a `best.pt`-style checkpoint."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    config = TrainConfig(**state["config"])
+    model = build_model(config)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, config
