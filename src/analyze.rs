@@ -38,7 +38,7 @@ impl ModelPaths {
         }
         candidates.push(PathBuf::from("/usr/share/emotion-pi/models"));
         let fallback = candidates[candidates.len() - 1].clone();
-        candidates.into_iter().find(|dir| dir.join(EMOTION_MODEL).is_file()).unwrap_or(fallback)
+        candidates.into_iter().find(|dir| dir.join(DETECTOR_MODEL).is_file()).unwrap_or(fallback)
     }
 }
 

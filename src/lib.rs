@@ -5,11 +5,15 @@
 //! [`bulk`] running them over files instead of a camera.
 
 pub mod analyze;
+pub mod bench;
+pub mod bulk;
 pub mod capture;
 pub mod classify;
+pub mod cli;
 pub mod detect;
 pub mod frame;
 pub mod geometry;
 pub mod model;
+pub mod output;
 pub mod resample;
 pub mod track;

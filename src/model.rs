@@ -10,15 +10,16 @@ use tract_onnx::prelude::*;
 /// A model that could not be used; every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// The file is missing, unreadable, not ONNX, or uses operators tract lacks.
-    #[error("cannot load model {path}: {source:#}")]
-    Load { path: PathBuf, source: anyhow::Error },
+    /// The file is missing, unreadable, not ONNX, or uses operators tract lacks: check the path
+    /// (`--models`, `--emotion-model`) or re-export the model with `tools/`.
+    #[error("cannot load model {path}: {cause:#}")]
+    Load { path: PathBuf, cause: anyhow::Error },
     /// The model loaded but its inputs, outputs or metadata are not what this program expects.
     #[error("model {path} is not usable here: {reason}")]
     Unsupported { path: PathBuf, reason: String },
     /// Running the model failed (should not happen with a validated model and input).
-    #[error("inference with {path} failed: {source:#}")]
-    Run { path: PathBuf, source: anyhow::Error },
+    #[error("inference with {path} failed: {cause:#}")]
+    Run { path: PathBuf, cause: anyhow::Error },
 }
 
 /// A parsed ONNX model before its input shape is fixed, with its `metadata_props`.
@@ -31,7 +32,7 @@ pub struct LoadedOnnx {
 impl LoadedOnnx {
     /// Parses `path`; `metadata` holds the ONNX `metadata_props` entries.
     pub fn read(path: &Path) -> Result<Self, ModelError> {
-        let load_error = |source: anyhow::Error| ModelError::Load { path: path.to_owned(), source };
+        let load_error = |cause: anyhow::Error| ModelError::Load { path: path.to_owned(), cause };
         if !path.is_file() {
             return Err(load_error(anyhow::anyhow!("no such file")));
         }
@@ -58,7 +59,18 @@ impl LoadedOnnx {
             .with_input_fact(0, fact.into())
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
-            .map_err(|source| ModelError::Load { path, source })
+            .map_err(|cause| ModelError::Load { path, cause })
+    }
+
+    /// The first input's leading dimension if the model declares it symbolic (e.g. `batch`),
+    /// otherwise a new symbol: reusing the model's own name keeps the quantizer's
+    /// intermediate shape annotations consistent with the input.
+    pub fn batch_dim(&self) -> TDim {
+        let declared = self.model.input_fact(0).ok().and_then(|fact| fact.shape.dim(0)).and_then(|d| d.concretize());
+        match declared {
+            Some(dim @ TDim::Sym(_)) => dim,
+            _ => self.model.sym("batch").into(),
+        }
     }
 
     /// A model error about this file.

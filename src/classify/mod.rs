@@ -45,8 +45,8 @@ impl TractClassifier {
         let loaded = LoadedOnnx::read(path)?;
         let metadata = ClassifierMetadata::from_props(&loaded.metadata, path)?;
         let side = metadata.input_size as usize;
-        let batch = loaded.model.sym("N");
-        let shape = [batch.into(), 1.into(), side.into(), side.into()];
+        let batch = loaded.batch_dim();
+        let shape = [batch, 1.into(), side.into(), side.into()];
         let model = loaded.into_runnable(&shape)?;
         let classifier = Self { model, metadata, path: path.to_owned() };
         // One run at load time turns a class-count mismatch into a load error, not a per-face one.
@@ -78,7 +78,7 @@ impl TractClassifier {
             return Ok(Vec::new());
         }
         let side = self.metadata.input_size as usize;
-        let run_error = |source: anyhow::Error| ModelError::Run { path: self.path.clone(), source };
+        let run_error = |cause: anyhow::Error| ModelError::Run { path: self.path.clone(), cause };
         let input = Tensor::from_shape(&[count, 1, side, side], batch).map_err(run_error)?;
         let outputs = self.model.run(tvec!(input.into())).map_err(run_error)?;
         let view = outputs[0].try_as_plain_ram().map_err(run_error)?;

@@ -92,7 +92,7 @@ impl TractDetector {
         let mut regressor_rows = 0;
         for index in 0..plan.outputs.len() {
             let fact =
-                plan.output_fact(index).map_err(|source| ModelError::Load { path: self.path.clone(), source })?;
+                plan.output_fact(index).map_err(|cause| ModelError::Load { path: self.path.clone(), cause })?;
             let dims: Option<Vec<usize>> = fact.shape.as_concrete().map(|d| d.to_vec());
             match dims.as_deref() {
                 Some([1, rows, 1]) => score_rows += rows,
@@ -140,13 +140,13 @@ impl TractDetector {
             Normalize { scale: 1.0 / 127.5, offset: -1.0 },
         );
         let tensor = Tensor::from_shape(&[1, size as usize, size as usize, 3], &data)
-            .map_err(|source| ModelError::Run { path: self.path.clone(), source })?;
+            .map_err(|cause| ModelError::Run { path: self.path.clone(), cause })?;
         Ok((tensor, letterbox))
     }
 
     /// Runs the model on a preprocessed input: raw score logits and regressors, anchor order.
     pub fn infer(&self, input: Tensor) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
-        let run_error = |source: anyhow::Error| ModelError::Run { path: self.path.clone(), source };
+        let run_error = |cause: anyhow::Error| ModelError::Run { path: self.path.clone(), cause };
         let outputs = self.model.run(tvec!(input.into())).map_err(run_error)?;
         let mut scores = Vec::with_capacity(self.anchors.len());
         let mut regressors = Vec::with_capacity(self.anchors.len() * VALUES_PER_ANCHOR);

@@ -2,8 +2,8 @@
 //!
 //! Each frame the live loop hands the [`Tracker`] either the faces it detected and
 //! classified or the news that detection was skipped (it may run only every Nth frame).
-//! Detections are paired with tracks by box overlap ([`associate`]); each track smooths its
-//! box and class probabilities and changes its label only with hysteresis ([`smooth`]), so
+//! Detections are paired with tracks by box overlap (`associate`); each track smooths its
+//! box and class probabilities and changes its label only with hysteresis (`smooth`), so
 //! the display and serial log do not flicker with single-frame classifier noise.
 
 mod associate;

@@ -15,15 +15,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: (expansion, output channels at width 1.0, repeats, first stride), as in MobileNetV2.
+#: (expansion, output channels at width 1.0, repeats, first stride).
+#: MobileNetV2's stages with two repeats each and without the final 320-channel
+#: stage: measured here over 150 steps from scratch, this wider, shallower net
+#: reached loss 1.56 / 36% PublicTest where MobileNetV2 at width 0.5 (17 blocks,
+#: 8-channel early layers) was still at 1.75 / 28%, with 0.88 M parameters.
 STAGES = (
     (1, 16, 1, 1),
     (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
+    (6, 32, 2, 2),
+    (6, 64, 2, 2),
+    (6, 96, 2, 1),
+    (6, 160, 2, 2),
 )
 
 
@@ -68,7 +71,7 @@ class InvertedResidual(nn.Module):
 class EmotionMobileNet(nn.Module):
     """Grayscale face (N, 1, S, S), normalised -> logits (N, num_classes)."""
 
-    def __init__(self, num_classes: int = 7, width: float = 0.5, last_channels: int = 1280, dropout: float = 0.2):
+    def __init__(self, num_classes: int = 7, width: float = 1.0, last_channels: int = 640, dropout: float = 0.2):
         super().__init__()
         c_in = _round_channels(32 * width)
         layers: list[nn.Module] = [_conv_bn_relu(1, c_in, 3, 1)]

@@ -26,15 +26,15 @@ from .model import EmotionMobileNet
 class TrainConfig:
     """Everything that defines a run; stored in each checkpoint so `--resume` continues the same run."""
 
-    epochs: int = 100
+    epochs: int = 50
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_epochs: int = 3
     label_smoothing: float = 0.1
     ema_decay: float = 0.999
-    width: float = 0.5
-    last_channels: int = 1280
+    width: float = 1.0
+    last_channels: int = 640
     dropout: float = 0.2
     seed: int = 13
     #: Normalisation applied after scaling pixels to 0..1: (x - mean) / std. Set from the training data.
@@ -155,7 +155,8 @@ def train(
         config.mean, config.std = round(float(pixels.mean()), 4), round(float(pixels.std()), 4)
 
     torch.manual_seed(config.seed)
-    # channels_last doubles CPU training throughput for depthwise convolutions (330 vs 157 images/s here).
+    # channels_last doubles CPU training throughput for depthwise convolutions (330 vs 157 images/s here,
+    # MobileNetV2 width 0.5).
     model = build_model(config).to(memory_format=torch.channels_last)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -19,7 +19,7 @@ from emotion_tools.train import load_checkpoint_model, normalise
 @pytest.fixture
 def trained(tiny_csv, tmp_path):
     out = tmp_path / "run"
-    assert main(["train", "--data", str(tiny_csv), "--out", str(out), "--epochs", "2", "--batch-size", "16", "--seed", "3"]) == 0
+    assert main(["train", "--data", str(tiny_csv), "--out", str(out), "--epochs", "2", "--batch-size", "16", "--seed", "3", "--width", "0.25"]) == 0
     return out
 
 
@@ -32,7 +32,7 @@ def test_train_writes_checkpoints_and_log(trained):
 
 def test_resume_continues_from_last_epoch(tiny_csv, tmp_path):
     out = tmp_path / "run"
-    main(["train", "--data", str(tiny_csv), "--out", str(out), "--epochs", "3", "--batch-size", "16", "--max-steps", "5"])
+    main(["train", "--data", str(tiny_csv), "--out", str(out), "--epochs", "3", "--batch-size", "16", "--max-steps", "5", "--width", "0.25"])
     main(["train", "--data", str(tiny_csv), "--out", str(out), "--resume"])
     epochs = [json.loads(line)["epoch"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     # 70 rows / 16 = 5 steps: the first call stops after epoch 1, the resumed one runs epochs 2 and 3.

@@ -1,0 +1,216 @@
+//! Command-line interface: flags parsed by clap, then handed to the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
+use crate::bench::{run_bench, BenchOptions};
+use crate::bulk::classify_files::{classify_paths, RowFormat};
+use crate::bulk::eval::evaluate;
+use crate::bulk::fer::{self, Usage};
+use crate::classify::{CropSettings, TractClassifier};
+use crate::detect::DetectorSettings;
+
+/// Real-time facial-expression sensor for the Raspberry Pi.
+///
+/// Finds faces (MediaPipe BlazeFace) and classifies each one's expression
+/// (angry, disgust, fear, happy, sad, surprise, neutral) with an int8 MobileNet.
+#[derive(Debug, Parser)]
+#[command(name = "emotion-pi", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find faces in images and classify their expressions (one row per face).
+    Classify(ClassifyArgs),
+    /// Accuracy of the emotion model on FER2013 (CSV or image folders of cropped faces).
+    Eval(EvalArgs),
+    /// Per-stage latency of decode, detect, crop and classify on this machine.
+    Bench(BenchArgs),
+}
+
+/// Which models to use.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Folder holding the shipped models [default: $EMOTION_PI_MODELS, ./models, or the installed copy].
+    #[arg(long, value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// Emotion model file, overriding the one in the models folder.
+    #[arg(long, value_name = "FILE")]
+    pub emotion_model: Option<PathBuf>,
+    /// Face detector model file, overriding the one in the models folder.
+    #[arg(long, value_name = "FILE")]
+    pub detector_model: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn paths(&self) -> ModelPaths {
+        let dir = self.models.clone().unwrap_or_else(ModelPaths::default_dir);
+        let mut paths = ModelPaths::in_dir(&dir);
+        if let Some(p) = &self.emotion_model {
+            paths.classifier = p.clone();
+        }
+        if let Some(p) = &self.detector_model {
+            paths.detector = p.clone();
+        }
+        paths
+    }
+}
+
+/// Detection and crop tuning.
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// Minimum face detection score, 0..1.
+    #[arg(long, default_value_t = 0.5, value_parser = unit_interval)]
+    pub min_face_score: f32,
+    /// Extra context around each face box for the classifier crop (0.1 = 10% larger).
+    #[arg(long, default_value_t = CropSettings::default().margin, value_parser = margin)]
+    pub crop_margin: f32,
+}
+
+impl DetectArgs {
+    fn settings(&self) -> AnalyzerSettings {
+        AnalyzerSettings {
+            detector: DetectorSettings { min_score: self.min_face_score, ..DetectorSettings::default() },
+            crop: CropSettings { margin: self.crop_margin, ..CropSettings::default() },
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// Image files (jpg, png, bmp) and folders (searched recursively).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// JSON lines instead of CSV.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write copies with boxes and labels drawn into DIR (mirroring folder structure).
+    #[arg(long, value_name = "DIR")]
+    pub annotate: Option<PathBuf>,
+    #[command(flatten)]
+    pub models: ModelArgs,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// FER2013 CSV (plain or .gz) or an image-folder root (train|test/<class>/*.jpg).
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// Which rows of the CSV (Training, PublicTest, PrivateTest); folders use train/ or test/.
+    #[arg(long, value_enum, default_value = "PublicTest")]
+    pub usage: Usage,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub models: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Image to run the pipeline on [default: the bundled Grace Hopper portrait, resized to 640x480].
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Timed repetitions per stage.
+    #[arg(long, default_value_t = 100)]
+    pub iterations: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub models: ModelArgs,
+}
+
+fn unit_interval(text: &str) -> Result<f32, String> {
+    let v: f32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside 0..1"))
+    }
+}
+
+fn margin(text: &str) -> Result<f32, String> {
+    let v: f32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=2.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside 0..2"))
+    }
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} (eta {eta})") {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+/// Runs the parsed command; the exit code is 1 when any input failed.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Classify(args) => {
+            let analyzer = Analyzer::load(&args.models.paths(), args.detect.settings())?;
+            let format = if args.json { RowFormat::JsonLines } else { RowFormat::Csv };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let summary =
+                classify_paths(&analyzer, &args.paths, format, args.annotate.as_deref(), &mut out, &progress_bar())
+                    .context("writing results")?;
+            log::info!(
+                "{} files: {} faces, {} without a face, {} failed",
+                summary.files,
+                summary.faces,
+                summary.without_face,
+                summary.failed
+            );
+            if summary.failed > 0 {
+                eprintln!("emotion-pi: {} of {} files could not be classified (see rows with status error)", summary.failed, summary.files);
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(args) => {
+            let classifier = TractClassifier::load(&args.models.paths().classifier)?;
+            let faces = fer::load(&args.path, args.usage)?;
+            if faces.is_empty() {
+                anyhow::bail!("{}: no {:?} faces to evaluate", args.path.display(), args.usage);
+            }
+            let report = evaluate(&classifier, &faces, &progress_bar())?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            let options = BenchOptions { image: args.image, iterations: args.iterations.max(1) };
+            let report = run_bench(&args.models.paths(), &options)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
