@@ -41,7 +41,11 @@ pub struct BenchReport {
     pub stages: Vec<StageTiming>,
 }
 
-fn time_stage<T>(stage: &'static str, iterations: usize, mut work: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<StageTiming> {
+fn time_stage<T>(
+    stage: &'static str,
+    iterations: usize,
+    mut work: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<StageTiming> {
     work()?; // warm-up: first runs allocate scratch buffers
     let mut samples = Vec::with_capacity(iterations);
     for _ in 0..iterations {
@@ -98,11 +102,7 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
         faces: faces.len(),
         iterations: n,
         arch: std::env::consts::ARCH,
-        classifier: format!(
-            "{} ({})",
-            paths.classifier.display(),
-            analyzer.classifier().metadata().precision
-        ),
+        classifier: format!("{} ({})", paths.classifier.display(), analyzer.classifier().metadata().precision),
         stages,
     })
 }
@@ -111,7 +111,17 @@ impl BenchReport {
     pub fn to_text(&self) -> String {
         let mut text = format!(
             "{} on {} ({}x{} frame, {} face(s), {} iterations)\nclassifier: {}\n\n{:<26}{:>10}{:>10}{:>10}\n",
-            self.arch, self.image, self.frame[0], self.frame[1], self.faces, self.iterations, self.classifier, "stage", "median ms", "p90 ms", "min ms"
+            self.arch,
+            self.image,
+            self.frame[0],
+            self.frame[1],
+            self.faces,
+            self.iterations,
+            self.classifier,
+            "stage",
+            "median ms",
+            "p90 ms",
+            "min ms"
         );
         for s in &self.stages {
             text += &format!("{:<26}{:>10.3}{:>10.3}{:>10.3}\n", s.stage, s.median_ms, s.p90_ms, s.min_ms);

@@ -183,7 +183,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 summary.failed
             );
             if summary.failed > 0 {
-                eprintln!("emotion-pi: {} of {} files could not be classified (see rows with status error)", summary.failed, summary.files);
+                eprintln!(
+                    "emotion-pi: {} of {} files could not be classified (see rows with status error)",
+                    summary.failed, summary.files
+                );
                 return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)

@@ -94,7 +94,12 @@ fn corrupt_and_missing_files_are_reported_and_skipped_with_exit_code_1() {
 fn annotate_writes_marked_copies_mirroring_folders() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("annotated");
-    let output = emotion_pi(&["classify", "--annotate", out.to_str().unwrap(), &root().join("tests/fixtures").display().to_string()]);
+    let output = emotion_pi(&[
+        "classify",
+        "--annotate",
+        out.to_str().unwrap(),
+        &root().join("tests/fixtures").display().to_string(),
+    ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let annotated = image::open(out.join("astronaut.png")).expect("annotated copy").to_rgb8();
     let original = image::open(root().join("tests/fixtures/astronaut.png")).expect("original").to_rgb8();

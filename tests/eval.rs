@@ -10,8 +10,17 @@ fn root() -> PathBuf {
 }
 
 fn eval(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_emotion-pi")).arg("eval").args(args).current_dir(root()).output().expect("runs");
-    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    let output = Command::new(env!("CARGO_BIN_EXE_emotion-pi"))
+        .arg("eval")
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -41,8 +50,14 @@ fn public_test_accuracy_matches_tools_evaluation() {
 fn tiny_csv_report_counts_every_row() {
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("faces.csv");
-    let row = |label: u8, value: u8, usage: &str| format!("{label},{},{usage}\n", vec![value.to_string(); 2304].join(" "));
-    let text = format!("emotion,pixels,Usage\n{}{}{}", row(3, 200, "PublicTest"), row(0, 20, "PublicTest"), row(1, 5, "Training"));
+    let row =
+        |label: u8, value: u8, usage: &str| format!("{label},{},{usage}\n", vec![value.to_string(); 2304].join(" "));
+    let text = format!(
+        "emotion,pixels,Usage\n{}{}{}",
+        row(3, 200, "PublicTest"),
+        row(0, 20, "PublicTest"),
+        row(1, 5, "Training")
+    );
     std::fs::write(&csv, text).expect("write");
     let (code, stdout, stderr) = eval(&[csv.to_str().unwrap(), "--json"]);
     assert_eq!(code, Some(0), "{stderr}");

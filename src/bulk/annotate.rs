@@ -21,10 +21,12 @@ pub fn annotate(image: &mut RgbImage, faces: &[FaceAnalysis], class_names: &[Str
         // Infallible target: drawing cannot fail.
         let _ = area.into_styled(PrimitiveStyle::with_stroke(Rgb888::GREEN, stroke)).draw(&mut canvas);
         let (class, probability) = analysis.emotion.top();
-        let label = format!("{} {:.0}%", class_names.get(class).map(String::as_str).unwrap_or("?"), probability * 100.0);
+        let label =
+            format!("{} {:.0}%", class_names.get(class).map(String::as_str).unwrap_or("?"), probability * 100.0);
         let label_top = (y - 22).max(0);
         let backdrop = Rectangle::new(Point::new(x, label_top), Size::new(label.len() as u32 * 10 + 4, 22));
         let _ = backdrop.into_styled(PrimitiveStyle::with_fill(Rgb888::GREEN)).draw(&mut canvas);
-        let _ = Text::with_baseline(&label, Point::new(x + 2, label_top + 1), label_style, Baseline::Top).draw(&mut canvas);
+        let _ =
+            Text::with_baseline(&label, Point::new(x + 2, label_top + 1), label_style, Baseline::Top).draw(&mut canvas);
     }
 }

@@ -1,15 +1,16 @@
 //! `emotion-pi classify`: faces and emotions for image files, in parallel, in input order.
 
-use std::io::Write;
+use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageDecoder, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::annotate::annotate;
 use super::files::{collect_inputs, InputFile};
 use crate::analyze::{Analyzer, FaceAnalysis};
+use crate::capture::convert::mjpeg::is_complete_jpeg;
 use crate::frame::Frame;
 
 /// What became of one input file.
@@ -37,9 +38,18 @@ pub struct ClassifySummary {
 }
 
 /// Reads an image file upright (EXIF orientation applied), as RGB.
+///
+/// A JPEG cut short is an error here, not a picture with a gray bottom half.
 pub fn read_image(path: &Path) -> Result<Frame, String> {
+    let bytes = std::fs::read(path).map_err(|err| format!("cannot read file: {err}"))?;
+    let reader = ImageReader::new(Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|err| format!("cannot read image: {err}"))?;
+    if reader.format() == Some(ImageFormat::Jpeg) && !is_complete_jpeg(&bytes) {
+        return Err("cannot read image: JPEG data is truncated or corrupt".to_owned());
+    }
     let decode = || -> image::ImageResult<DynamicImage> {
-        let mut decoder = ImageReader::open(path)?.with_guessed_format()?.into_decoder()?;
+        let mut decoder = reader.into_decoder()?;
         let orientation = decoder.orientation()?;
         let mut image = DynamicImage::from_decoder(decoder)?;
         image.apply_orientation(orientation);

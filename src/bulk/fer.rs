@@ -95,7 +95,9 @@ pub fn load_csv(path: &Path, usage: Usage) -> Result<Vec<LabelledFace>, FerError
         match csv.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(FerError::Line { path: path.to_owned(), line, message: format!("unreadable row: {e}") }),
+            Err(e) => {
+                return Err(FerError::Line { path: path.to_owned(), line, message: format!("unreadable row: {e}") })
+            }
         }
         let line = record.position().map_or(line, |p| p.line());
         let line_error = |message: String| FerError::Line { path: path.to_owned(), line, message };
@@ -136,7 +138,10 @@ pub fn load_folder(root: &Path, usage: Usage) -> Result<Vec<LabelledFace>, FerEr
         Some(name) if root.join(name).is_dir() => root.join(name),
         _ if FER_CLASSES.iter().any(|c| root.join(c).is_dir()) => root.to_owned(),
         Some(name) => {
-            return Err(file_error(root, format!("no {name}/ folder and no class folders ({})", FER_CLASSES.join(", "))))
+            return Err(file_error(
+                root,
+                format!("no {name}/ folder and no class folders ({})", FER_CLASSES.join(", ")),
+            ))
         }
         None => return Err(file_error(root, "the image-folder layout has no PrivateTest split")),
     };
@@ -150,10 +155,9 @@ pub fn load_folder(root: &Path, usage: Usage) -> Result<Vec<LabelledFace>, FerEr
     let mut faces = Vec::new();
     for dir in entries {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let label = FER_CLASSES
-            .iter()
-            .position(|c| *c == name)
-            .ok_or_else(|| file_error(&dir, format!("unknown class folder; expected one of {}", FER_CLASSES.join(", "))))?;
+        let label = FER_CLASSES.iter().position(|c| *c == name).ok_or_else(|| {
+            file_error(&dir, format!("unknown class folder; expected one of {}", FER_CLASSES.join(", ")))
+        })?;
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(|e| file_error(&dir, format!("cannot list: {e}")))?
             .flatten()

@@ -4,7 +4,7 @@
 //! [`to_frame`] is the single entry point: it checks the buffer against the
 //! format and size, then hands it to the YUV converter or the MJPEG decoder.
 
-mod mjpeg;
+pub(crate) mod mjpeg;
 mod yuv;
 
 use std::fmt;

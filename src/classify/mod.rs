@@ -32,9 +32,14 @@ impl Emotion {
     }
 }
 
-/// The emotion model, optimised once for any batch size.
+/// Batch sizes with a model plan optimised at load; a batch of faces is split into these
+/// (7 faces run as 4 + 2 + 1), so no plan ever sees a symbolic batch and nothing is padded.
+const PLAN_BATCHES: [usize; 4] = [8, 4, 2, 1];
+
+/// The emotion model, optimised once at load for each of [`PLAN_BATCHES`].
 pub struct TractClassifier {
-    model: Arc<TypedRunnableModel>,
+    /// Plans in the order of `PLAN_BATCHES`.
+    plans: Vec<Arc<TypedRunnableModel>>,
     metadata: ClassifierMetadata,
     path: PathBuf,
 }
@@ -45,10 +50,8 @@ impl TractClassifier {
         let loaded = LoadedOnnx::read(path)?;
         let metadata = ClassifierMetadata::from_props(&loaded.metadata, path)?;
         let side = metadata.input_size as usize;
-        let batch = loaded.batch_dim();
-        let shape = [batch, 1.into(), side.into(), side.into()];
-        let model = loaded.into_runnable(&shape)?;
-        let classifier = Self { model, metadata, path: path.to_owned() };
+        let plans = PLAN_BATCHES.iter().map(|&n| loaded.runnable(&[n, 1, side, side])).collect::<Result<_, _>>()?;
+        let classifier = Self { plans, metadata, path: path.to_owned() };
         // One run at load time turns a class-count mismatch into a load error, not a per-face one.
         let probe = classifier.classify_batch(&vec![0.0; side * side], 1)?;
         if probe.len() != 1 || probe[0].probabilities.len() != classifier.metadata.class_names.len() {
@@ -74,17 +77,35 @@ impl TractClassifier {
 
     /// Classifies `count` normalised faces laid out back to back in `batch`.
     pub fn classify_batch(&self, batch: &[f32], count: usize) -> Result<Vec<Emotion>, ModelError> {
-        if count == 0 {
-            return Ok(Vec::new());
-        }
         let side = self.metadata.input_size as usize;
+        let len = self.face_len();
+        if batch.len() != count * len {
+            return Err(self.unsupported(format!("{} values given for {count} faces of {len}", batch.len())));
+        }
         let run_error = |cause: anyhow::Error| ModelError::Run { path: self.path.clone(), cause };
-        let input = Tensor::from_shape(&[count, 1, side, side], batch).map_err(run_error)?;
-        let outputs = self.model.run(tvec!(input.into())).map_err(run_error)?;
-        let view = outputs[0].try_as_plain_ram().map_err(run_error)?;
-        let probabilities = view.as_slice::<f32>().map_err(run_error)?;
-        let classes = probabilities.len() / count;
-        Ok(probabilities.chunks_exact(classes).map(|p| Emotion { probabilities: p.to_vec() }).collect())
+        let mut emotions = Vec::with_capacity(count);
+        let mut done = 0;
+        while done < count {
+            let (plan, n) = PLAN_BATCHES
+                .iter()
+                .zip(&self.plans)
+                .find(|(&n, _)| n <= count - done)
+                .map(|(&n, plan)| (plan, n))
+                .ok_or_else(|| self.unsupported("no model plan for this batch".to_owned()))?;
+            let input =
+                Tensor::from_shape(&[n, 1, side, side], &batch[done * len..(done + n) * len]).map_err(run_error)?;
+            let outputs = plan.run(tvec!(input.into())).map_err(run_error)?;
+            let view = outputs[0].try_as_plain_ram().map_err(run_error)?;
+            let probabilities = view.as_slice::<f32>().map_err(run_error)?;
+            let classes = probabilities.len() / n;
+            emotions.extend(probabilities.chunks_exact(classes).map(|p| Emotion { probabilities: p.to_vec() }));
+            done += n;
+        }
+        Ok(emotions)
+    }
+
+    fn unsupported(&self, reason: String) -> ModelError {
+        ModelError::Unsupported { path: self.path.clone(), reason }
     }
 
     /// Classifies already-cropped square grayscale faces (FER2013 style) of the model's input size.
@@ -94,10 +115,7 @@ impl TractClassifier {
         let mut batch = Vec::with_capacity(faces.len() * len);
         for face in faces {
             if face.len() != len {
-                return Err(ModelError::Unsupported {
-                    path: self.path.clone(),
-                    reason: format!("a face of {} pixels given to a model taking {len}", face.len()),
-                });
+                return Err(self.unsupported(format!("a face of {} pixels given to a model taking {len}", face.len())));
             }
             batch.extend(face.iter().map(|&p| p as f32 * norm.scale + norm.offset));
         }

@@ -78,8 +78,7 @@ impl TractDetector {
         let options = AnchorOptions::blazeface_short_range();
         let input_size = options.input_width;
         let anchors = anchor_centers(&options);
-        let shape: Vec<TDim> = [1, input_size as usize, input_size as usize, 3].iter().map(|&d| d.into()).collect();
-        let model = loaded.into_runnable(&shape)?;
+        let model = loaded.runnable(&[1, input_size as usize, input_size as usize, 3])?;
         let detector = Self { model, anchors, input_size, settings, path: path.to_owned() };
         detector.check_outputs()?;
         Ok(detector)
@@ -91,8 +90,7 @@ impl TractDetector {
         let mut score_rows = 0;
         let mut regressor_rows = 0;
         for index in 0..plan.outputs.len() {
-            let fact =
-                plan.output_fact(index).map_err(|cause| ModelError::Load { path: self.path.clone(), cause })?;
+            let fact = plan.output_fact(index).map_err(|cause| ModelError::Load { path: self.path.clone(), cause })?;
             let dims: Option<Vec<usize>> = fact.shape.as_concrete().map(|d| d.to_vec());
             match dims.as_deref() {
                 Some([1, rows, 1]) => score_rows += rows,

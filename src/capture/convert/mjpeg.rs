@@ -46,6 +46,12 @@ pub(super) fn decode(data: &[u8], width: u32, height: u32) -> Result<Frame, Conv
     })
 }
 
+/// Whether `data` is a JPEG with intact headers and an end-of-image marker after its
+/// first scan; the `image` decoder fills a cut-off JPEG with gray instead of failing.
+pub(crate) fn is_complete_jpeg(data: &[u8]) -> bool {
+    scan_header(data).is_ok_and(|header| has_end_marker(&data[header.sos..]))
+}
+
 /// What the marker segments before the first scan say.
 struct Header {
     /// Offset of the `FF DA` start-of-scan marker.
