@@ -9,7 +9,7 @@ checkpoint=${1:?checkpoint (best.pt)}
 data=${2:?FER2013 CSV(.gz) or image-folder root}
 form=${3:-qlinear-pointwise}
 here=$(cd "$(dirname "$0")" && pwd)
-models="$here/../models"
+models="../models"
 cd "$here"
 python -m emotion_tools export --checkpoint "$checkpoint" --out "$models/emotion_mobilenet_f32.onnx"
 python -m emotion_tools quantize --model "$models/emotion_mobilenet_f32.onnx" --data "$data" \
