@@ -134,22 +134,21 @@ pub struct BenchArgs {
     pub models: ModelArgs,
 }
 
-fn unit_interval(text: &str) -> Result<f32, String> {
+fn number_in(text: &str, low: f32, high: f32) -> Result<f32, String> {
     let v: f32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
-    if (0.0..=1.0).contains(&v) {
+    if (low..=high).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("{v} is outside 0..1"))
+        Err(format!("{v} is outside {low}..{high}"))
     }
 }
 
+fn unit_interval(text: &str) -> Result<f32, String> {
+    number_in(text, 0.0, 1.0)
+}
+
 fn margin(text: &str) -> Result<f32, String> {
-    let v: f32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
-    if (0.0..=2.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} is outside 0..2"))
-    }
+    number_in(text, 0.0, 2.0)
 }
 
 fn progress_bar() -> indicatif::ProgressBar {
