@@ -80,6 +80,9 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
     let frame = camera_frame(&decoded);
     let detector = analyzer.detector();
     let faces = detector.detect(&frame.rgb)?;
+    if faces.is_empty() {
+        anyhow::bail!("{}: no face found; the bench needs an image with a face", image_path.display());
+    }
     let n = options.iterations;
     let mut stages = vec![
         time_stage("decode image file", n, || read_image(&image_path).map_err(|m| anyhow::anyhow!(m)))?,
@@ -90,7 +93,7 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
     stages.push(time_stage("detect: inference", n, || Ok(detector.infer(input.clone())?))?);
     let (scores, regressors) = detector.infer(input)?;
     stages.push(time_stage("detect: decode+nms", n, || Ok(detector.decode(&scores, &regressors, &letterbox)))?);
-    let one_face = &faces[..faces.len().min(1)];
+    let one_face = &faces[..1];
     stages.push(time_stage("align/crop (per face)", n, || Ok(analyzer.crop_batch(&frame, one_face)))?);
     let batch = analyzer.crop_batch(&frame, one_face);
     let classifier = analyzer.classifier();

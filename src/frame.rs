@@ -15,10 +15,9 @@ pub struct Frame {
 impl Frame {
     /// Frame from RGB pixels, computing the luma plane.
     pub fn from_rgb(rgb: RgbImage) -> Self {
-        let gray = GrayImage::from_fn(rgb.width(), rgb.height(), |x, y| {
-            let [r, g, b] = rgb.get_pixel(x, y).0;
-            image::Luma([luma_bt601(r, g, b)])
-        });
+        let luma = rgb.as_raw().chunks_exact(3).map(|p| luma_bt601(p[0], p[1], p[2])).collect();
+        // The buffer has exactly width × height values, so from_raw cannot fail.
+        let gray = GrayImage::from_raw(rgb.width(), rgb.height(), luma).unwrap_or_default();
         Self { rgb, gray }
     }
 

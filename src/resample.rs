@@ -165,7 +165,7 @@ mod tests {
     fn letterbox_bars_use_fill_and_normalisation() {
         let data = [200u8; 4];
         let mut out = vec![0.0; 4];
-        // 2x2 source placed at x offset 1 in a 4x1... use a 2-wide output shifted right by one pixel.
+        // A 2-pixel-wide source shifted right by one output pixel in a 4-pixel row: bars on both sides.
         warp_into(
             gray(&data, 2, 2),
             &AffineMap::scale_translate(1.0, 1.0, 0.0),
