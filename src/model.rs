@@ -65,9 +65,4 @@ impl LoadedOnnx {
             .and_then(|m| m.into_runnable())
             .map_err(|cause| ModelError::Load { path: self.path.clone(), cause })
     }
-
-    /// A model error about this file.
-    pub fn unsupported(&self, reason: impl Into<String>) -> ModelError {
-        ModelError::Unsupported { path: self.path.clone(), reason: reason.into() }
-    }
 }

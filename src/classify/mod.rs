@@ -98,6 +98,9 @@ impl TractClassifier {
             let view = outputs[0].try_as_plain_ram().map_err(run_error)?;
             let probabilities = view.as_slice::<f32>().map_err(run_error)?;
             let classes = probabilities.len() / n;
+            if classes == 0 || probabilities.len() % n != 0 {
+                return Err(self.unsupported(format!("output of {} values for {n} faces", probabilities.len())));
+            }
             emotions.extend(probabilities.chunks_exact(classes).map(|p| Emotion { probabilities: p.to_vec() }));
             done += n;
         }
