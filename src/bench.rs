@@ -59,7 +59,7 @@ fn time_stage<T>(
 }
 
 /// Fits `image` into a 640×480 frame (scaled, centred on gray), like a camera would frame it.
-fn camera_frame(image: &Frame) -> Frame {
+pub fn camera_frame(image: &Frame) -> Frame {
     let (w, h) = BENCH_FRAME;
     let scale = (w as f32 / image.width() as f32).min(h as f32 / image.height() as f32);
     let (sw, sh) = ((image.width() as f32 * scale) as u32, (image.height() as f32 * scale) as u32);

@@ -3,6 +3,8 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -13,6 +15,9 @@ use crate::bulk::classify_files::{classify_paths, RowFormat};
 use crate::bulk::eval::evaluate;
 use crate::bulk::fer::{self, Usage};
 use crate::classify::{CropSettings, TractClassifier};
+use crate::config::{Config, ConfigError};
+use crate::live::bench::{run_live_bench, LiveBenchOptions};
+use crate::live::device::run_device;
 use crate::detect::DetectorSettings;
 
 /// Real-time facial-expression sensor for the Raspberry Pi.
@@ -35,12 +40,81 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// Accuracy of the emotion model on FER2013 (CSV or image folders of cropped faces).
     Eval(EvalArgs),
+    /// The device's main job: camera in, emotions out (serial log), until stopped.
+    Run(RunArgs),
     /// Per-stage latency of decode, detect, crop and classify on this machine.
     Bench(BenchArgs),
 }
 
-/// Which models to use.
+/// Flags of `run`; each overrides its key in the config file.
 #[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file [default: /etc/emotion-pi/config.toml if present, else built-in defaults].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Frames from /dev/videoN (or v4l2:PATH), stdin:yuv420:WxH (raw frames on standard input),
+    /// or an image file or folder [config: source.uri].
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// Replay an image folder source forever instead of ending after the last image [config: source.loop].
+    #[arg(long = "loop")]
+    pub loop_images: bool,
+    /// Camera frame rate; for image sources, playback rate, 0 = as fast as possible [config: source.fps].
+    #[arg(long, value_name = "FPS")]
+    pub fps: Option<u32>,
+    /// Emotion log target: a serial device, stdout, none, or a file path [config: serial.port].
+    #[arg(long, value_name = "PORT|stdout|none|FILE")]
+    pub serial: Option<String>,
+    /// Serial baud rate (8N1) [config: serial.baud].
+    #[arg(long, value_name = "BAUD")]
+    pub baud: Option<u32>,
+    /// Display: none [config: display.kind].
+    #[arg(long, value_name = "KIND")]
+    pub display: Option<String>,
+    /// Run face detection on every Nth frame [config: detect.every].
+    #[arg(long, value_name = "N")]
+    pub detect_every: Option<u32>,
+    /// Stop after this many processed frames.
+    #[arg(long, value_name = "N")]
+    pub max_frames: Option<u64>,
+    /// Print the settings in effect and exit without starting.
+    #[arg(long)]
+    pub check_config: bool,
+    #[command(flatten)]
+    pub models: ModelArgs,
+}
+
+impl RunArgs {
+    /// The config file with these flags applied on top.
+    fn config(&self) -> Result<(Config, PathBuf), ConfigError> {
+        let (mut config, path) = Config::load(self.config.as_deref())?;
+        if let Some(source) = &self.source {
+            config.source.uri = source.clone();
+        }
+        if self.loop_images {
+            config.source.loop_images = true;
+        }
+        if let Some(fps) = self.fps {
+            config.source.fps = fps;
+        }
+        if let Some(serial) = &self.serial {
+            config.serial.port = serial.clone();
+        }
+        if let Some(baud) = self.baud {
+            config.serial.baud = baud;
+        }
+        if let Some(display) = &self.display {
+            config.display.kind = display.clone();
+        }
+        if let Some(every) = self.detect_every {
+            config.detect.every = every;
+        }
+        Ok((config, path))
+    }
+}
+
+/// Which models to use.
+#[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// Folder holding the shipped models [default: $EMOTION_PI_MODELS, ./models, or the installed copy].
     #[arg(long, value_name = "DIR")]
@@ -130,6 +204,16 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Benchmark the whole live loop instead (looped image folder, detection every frame):
+    /// sustained FPS, per-stage latency and resident memory.
+    #[arg(long)]
+    pub live: bool,
+    /// Frames the live benchmark runs for.
+    #[arg(long, default_value_t = 10_000, requires = "live")]
+    pub frames: u64,
+    /// Image folder the live benchmark loops [default: the bench image framed at 640x480].
+    #[arg(long, value_name = "DIR", requires = "live")]
+    pub source: Option<PathBuf>,
     #[command(flatten)]
     pub models: ModelArgs,
 }
@@ -204,6 +288,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run(args) => run_command(&args),
+        Command::Bench(args) if args.live => {
+            let options = LiveBenchOptions { source: args.source, frames: args.frames.max(1) };
+            let report = run_live_bench(&args.models.paths(), &options)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             let options = BenchOptions { image: args.image, iterations: args.iterations.max(1) };
             let report = run_bench(&args.models.paths(), &options)?;
@@ -215,4 +310,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `emotion-pi run`: checks the settings, then runs until the source ends or SIGINT/SIGTERM.
+fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let (config, path) = args.config()?;
+    let settings = config.settings(&path)?;
+    let models = match (&args.models.models, &settings.models_dir) {
+        (None, Some(dir)) => ModelArgs { models: Some(dir.clone()), ..args.models.clone() }.paths(),
+        _ => args.models.paths(),
+    };
+    if args.check_config {
+        println!("{settings:#?}\n{models:#?}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing the signal handlers")?;
+    }
+    let summary = run_device(&settings, &models, args.max_frames, &stop, &mut |_| {})?;
+    log::info!(
+        "stopped after {} frames ({:.1} FPS): {} dropped, {} corrupt, {} camera failures; log: {} written, {} dropped",
+        summary.frames,
+        summary.fps,
+        summary.capture.dropped,
+        summary.capture.corrupt,
+        summary.capture.failures,
+        summary.log.written,
+        summary.log.dropped
+    );
+    Ok(ExitCode::SUCCESS)
 }

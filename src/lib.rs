@@ -1,8 +1,8 @@
 //! emotion-pi: camera frames in, faces with emotions out.
 //!
-//! The modules follow the pipeline: `capture` → [`detect`] → [`classify`] →
-//! `track` → `output`, with [`analyze`] joining detection and classification and
-//! [`bulk`] running them over files instead of a camera.
+//! The modules follow the pipeline: [`capture`] → [`detect`] → [`classify`] →
+//! [`track`] → [`output`], with [`analyze`] joining detection and classification,
+//! [`live`] running them on a camera and [`bulk`] over files.
 
 pub mod analyze;
 pub mod bench;
@@ -10,9 +10,11 @@ pub mod bulk;
 pub mod capture;
 pub mod classify;
 pub mod cli;
+pub mod config;
 pub mod detect;
 pub mod frame;
 pub mod geometry;
+pub mod live;
 pub mod model;
 pub mod output;
 pub mod resample;

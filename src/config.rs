@@ -1,0 +1,427 @@
+//! The device's settings: one TOML file, every key optional, checked before start.
+//!
+//! `config.example.toml` at the repository root documents every key with its default.
+//! Unknown keys and out-of-range values are errors that name the key (and, for syntax
+//! errors, the line), so a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::capture::convert::YuvRange;
+use crate::capture::source::{SourceSpec, SpecError};
+use crate::classify::CropSettings;
+use crate::track::TrackerSettings;
+
+/// Where the config is read from when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/emotion-pi/config.toml";
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
+    /// TOML syntax, an unknown key or a value of the wrong type; toml's message names the
+    /// line, column and key.
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A value of the right type outside its allowed range.
+    #[error("config {path}: `{key}` = {value}: {reason}")]
+    Invalid { path: PathBuf, key: &'static str, value: String, reason: String },
+}
+
+/// Every setting of `emotion-pi run`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub detect: DetectConfig,
+    pub track: TrackConfig,
+    pub serial: SerialConfig,
+    pub display: DisplayConfig,
+    pub models: ModelsConfig,
+}
+
+/// `[source]`: where frames come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `/dev/videoN`, `v4l2:/dev/videoN`, `stdin:FORMAT:WxH`, or an image file or folder.
+    pub uri: String,
+    /// Requested camera resolution (the driver may pick the nearest it supports).
+    pub width: u32,
+    pub height: u32,
+    /// Requested camera frame rate; for image sources, the playback rate (0 = as fast as possible).
+    pub fps: u32,
+    /// `auto` (the cheapest format the camera offers) or one of yuyv, mjpeg, grey, nv12, yu12.
+    pub format: String,
+    /// YUV quantisation range of the camera: `limited` (the V4L2 default) or `full`.
+    pub yuv_range: String,
+    /// Image folder sources: start again at the end instead of ending the run.
+    #[serde(rename = "loop")]
+    pub loop_images: bool,
+    /// First wait before reopening a missing or failed camera; doubles up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            uri: "/dev/video0".to_owned(),
+            width: 640,
+            height: 480,
+            fps: 30,
+            format: "auto".to_owned(),
+            yuv_range: "limited".to_owned(),
+            loop_images: false,
+            retry_initial_ms: 500,
+            retry_max_ms: 10_000,
+        }
+    }
+}
+
+/// `[detect]`: face detection and the classifier crop.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Minimum face score, 0..1.
+    pub min_score: f32,
+    /// Run detection on every Nth frame; tracks hold their state in between.
+    pub every: u32,
+    /// Extra context around each face box for the classifier crop (0.1 = 10% larger).
+    pub crop_margin: f32,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self { min_score: 0.5, every: 1, crop_margin: CropSettings::default().margin }
+    }
+}
+
+/// `[track]`: see [`TrackerSettings`] for the meaning of each key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackConfig {
+    pub min_iou: f32,
+    pub max_missed: u32,
+    pub probability_alpha: f32,
+    pub box_alpha: f32,
+    pub label_margin: f32,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        let d = TrackerSettings::default();
+        Self {
+            min_iou: d.min_iou,
+            max_missed: d.max_missed,
+            probability_alpha: d.probability_alpha,
+            box_alpha: d.box_alpha,
+            label_margin: d.label_margin,
+        }
+    }
+}
+
+/// `[serial]`: the JSON-lines emotion log.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SerialConfig {
+    /// A serial device (`/dev/serial0`), `stdout`, `none`, or any other path (a log file, appended to).
+    pub port: String,
+    /// Baud rate of a serial device (8N1).
+    pub baud: u32,
+    /// Seconds between heartbeat lines (0 = only on changes).
+    pub heartbeat_secs: f64,
+    /// Lines held while the port is slow or gone; beyond this, new lines are dropped and counted.
+    pub queue: usize,
+}
+
+impl Default for SerialConfig {
+    fn default() -> Self {
+        Self { port: "/dev/serial0".to_owned(), baud: 115_200, heartbeat_secs: 5.0, queue: 256 }
+    }
+}
+
+/// `[display]`: the attached screen.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DisplayConfig {
+    /// `none` (headless).
+    pub kind: String,
+}
+
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        Self { kind: "none".to_owned() }
+    }
+}
+
+/// `[models]`: where the ONNX models are.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Folder of the shipped models; empty = the built-in search (see `ModelPaths::default_dir`).
+    pub dir: String,
+}
+
+/// Where the serial log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialTarget {
+    None,
+    Stdout,
+    /// A character device (serial port or pty), opened at the configured baud rate.
+    Port(PathBuf),
+    /// A regular file, appended to.
+    File(PathBuf),
+}
+
+impl SerialTarget {
+    /// `none`, `stdout`, a path under `/dev/` (a port), or any other path (a file).
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "none" => Self::None,
+            "stdout" | "-" => Self::Stdout,
+            path if path.starts_with("/dev/") => Self::Port(PathBuf::from(path)),
+            path => Self::File(PathBuf::from(path)),
+        }
+    }
+}
+
+/// The checked form of [`Config`] that the live loop runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSettings {
+    pub source: SourceSpec,
+    pub capture: CaptureSettings,
+    pub min_face_score: f32,
+    pub detect_every: u32,
+    pub crop: CropSettings,
+    pub tracker: TrackerSettings,
+    pub serial: SerialTarget,
+    pub baud: u32,
+    /// `None` when heartbeats are off.
+    pub heartbeat: Option<Duration>,
+    pub serial_queue: usize,
+    pub models_dir: Option<PathBuf>,
+}
+
+/// What the capture thread needs besides the source itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CaptureSettings {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub range: YuvRange,
+    pub loop_images: bool,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+}
+
+impl Config {
+    /// Reads and parses `path` (no range checks yet: see [`Config::settings`]).
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.to_owned(), cause })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses TOML `text`; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|err| ConfigError::Parse { path: path.to_owned(), message: err.to_string() })
+    }
+
+    /// The config at `path`, or the defaults when `path` is the default location and absent
+    /// (a device without a config file runs with the defaults; an explicit path must exist).
+    pub fn load(path: Option<&Path>) -> Result<(Self, PathBuf), ConfigError> {
+        match path {
+            Some(path) => Ok((Self::read(path)?, path.to_owned())),
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_PATH);
+                if default.exists() {
+                    Ok((Self::read(&default)?, default))
+                } else {
+                    Ok((Self::default(), default))
+                }
+            }
+        }
+    }
+
+    /// Checks every value and returns the settings the loop runs with; `path` names the
+    /// file in errors.
+    pub fn settings(&self, path: &Path) -> Result<RunSettings, ConfigError> {
+        let invalid = |key: &'static str, value: String, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            value,
+            reason,
+        };
+        let s = &self.source;
+        let source = SourceSpec::parse(&s.uri, &s.format)
+            .map_err(|err: SpecError| invalid(err.key(), format!("{:?}", err.value()), err.to_string()))?;
+        if s.width == 0 || s.height == 0 {
+            return Err(invalid("source.width", format!("{}x{}", s.width, s.height), "must be positive".into()));
+        }
+        let range = match s.yuv_range.as_str() {
+            "limited" => YuvRange::Limited,
+            "full" => YuvRange::Full,
+            other => return Err(invalid("source.yuv_range", format!("{other:?}"), "expected limited or full".into())),
+        };
+        if s.retry_initial_ms == 0 || s.retry_max_ms < s.retry_initial_ms {
+            return Err(invalid(
+                "source.retry_max_ms",
+                format!("{} (retry_initial_ms {})", s.retry_max_ms, s.retry_initial_ms),
+                "need 0 < retry_initial_ms <= retry_max_ms".into(),
+            ));
+        }
+        let d = &self.detect;
+        if !(0.0..=1.0).contains(&d.min_score) {
+            return Err(invalid("detect.min_score", d.min_score.to_string(), "must be within 0..1".into()));
+        }
+        if d.every == 0 {
+            return Err(invalid("detect.every", "0".into(), "must be at least 1".into()));
+        }
+        if !(0.0..=2.0).contains(&d.crop_margin) {
+            return Err(invalid("detect.crop_margin", d.crop_margin.to_string(), "must be within 0..2".into()));
+        }
+        let t = &self.track;
+        let tracker = TrackerSettings {
+            min_iou: t.min_iou,
+            max_missed: t.max_missed,
+            probability_alpha: t.probability_alpha,
+            box_alpha: t.box_alpha,
+            label_margin: t.label_margin,
+        };
+        tracker.validate().map_err(|err| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: track_key(err.setting),
+            value: err.value.clone(),
+            reason: format!("allowed {}", err.allowed),
+        })?;
+        let serial = &self.serial;
+        if serial.baud == 0 {
+            return Err(invalid("serial.baud", "0".into(), "must be positive".into()));
+        }
+        if !(serial.heartbeat_secs.is_finite() && serial.heartbeat_secs >= 0.0) {
+            return Err(invalid("serial.heartbeat_secs", serial.heartbeat_secs.to_string(), "must be 0 or more".into()));
+        }
+        if serial.queue == 0 {
+            return Err(invalid("serial.queue", "0".into(), "must be at least 1".into()));
+        }
+        if self.display.kind != "none" {
+            return Err(invalid("display.kind", format!("{:?}", self.display.kind), "supported: none".into()));
+        }
+        Ok(RunSettings {
+            source,
+            capture: CaptureSettings {
+                width: s.width,
+                height: s.height,
+                fps: s.fps,
+                range,
+                loop_images: s.loop_images,
+                retry_initial: Duration::from_millis(s.retry_initial_ms),
+                retry_max: Duration::from_millis(s.retry_max_ms),
+            },
+            min_face_score: d.min_score,
+            detect_every: d.every,
+            crop: CropSettings { margin: d.crop_margin, ..CropSettings::default() },
+            tracker,
+            serial: SerialTarget::parse(&serial.port),
+            baud: serial.baud,
+            heartbeat: (serial.heartbeat_secs > 0.0).then(|| Duration::from_secs_f64(serial.heartbeat_secs)),
+            serial_queue: serial.queue,
+            models_dir: (!self.models.dir.is_empty()).then(|| PathBuf::from(&self.models.dir)),
+        })
+    }
+}
+
+/// The config key of a tracker setting (the names match the struct fields).
+fn track_key(setting: &str) -> &'static str {
+    match setting {
+        "min_iou" => "track.min_iou",
+        "probability_alpha" => "track.probability_alpha",
+        "box_alpha" => "track.box_alpha",
+        "label_margin" => "track.label_margin",
+        _ => "track.max_missed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RunSettings, ConfigError> {
+        let path = Path::new("test.toml");
+        Config::parse(text, path)?.settings(path)
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let settings = parse("").unwrap();
+        assert_eq!(settings.source, SourceSpec::V4l2 { device: PathBuf::from("/dev/video0"), format: None });
+        assert_eq!(settings.capture.width, 640);
+        assert_eq!(settings.detect_every, 1);
+        assert_eq!(settings.serial, SerialTarget::Port(PathBuf::from("/dev/serial0")));
+        assert_eq!(settings.baud, 115_200);
+        assert_eq!(settings.heartbeat, Some(Duration::from_secs(5)));
+        assert_eq!(settings.tracker, TrackerSettings::default());
+    }
+
+    #[test]
+    fn example_file_parses_to_the_defaults() {
+        let text = include_str!("../config.example.toml");
+        let config = Config::parse(text, Path::new("config.example.toml")).unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = parse("[source]\nuri = \"/dev/video1\"\nwidht = 320\n").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("widht"), "{message}");
+        assert!(message.contains("line 3"), "{message}");
+        assert!(message.contains("test.toml"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let message = parse("[serial]\nbaud = \"fast\"\n").unwrap_err().to_string();
+        assert!(message.contains("baud") && message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_key() {
+        let cases = [
+            ("[detect]\nevery = 0", "detect.every"),
+            ("[detect]\nmin_score = 1.5", "detect.min_score"),
+            ("[track]\nlabel_margin = 1.0", "track.label_margin"),
+            ("[track]\nmin_iou = 0", "track.min_iou"),
+            ("[serial]\nbaud = 0", "serial.baud"),
+            ("[serial]\nheartbeat_secs = -1", "serial.heartbeat_secs"),
+            ("[source]\nyuv_range = \"studio\"", "source.yuv_range"),
+            ("[source]\nuri = \"stdin:rgb24:640x480\"", "source.uri"),
+            ("[source]\nformat = \"h264\"", "source.format"),
+            ("[display]\nkind = \"st7789\"", "display.kind"),
+        ];
+        for (text, key) in cases {
+            match parse(text) {
+                Err(ConfigError::Invalid { key: found, .. }) => assert_eq!(found, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn serial_targets() {
+        assert_eq!(SerialTarget::parse("none"), SerialTarget::None);
+        assert_eq!(SerialTarget::parse("stdout"), SerialTarget::Stdout);
+        assert_eq!(SerialTarget::parse("/dev/ttyUSB0"), SerialTarget::Port(PathBuf::from("/dev/ttyUSB0")));
+        assert_eq!(SerialTarget::parse("log/emotions.jsonl"), SerialTarget::File(PathBuf::from("log/emotions.jsonl")));
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error_naming_it() {
+        let err = Config::load(Some(Path::new("/nonexistent/emotion.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/emotion.toml"), "{err}");
+    }
+}

@@ -1,0 +1,138 @@
+//! `emotion-pi bench --live`: the whole live loop on a looped image folder, printing
+//! sustained frame rate, per-stage latency and whether memory stays flat.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::analyze::ModelPaths;
+use crate::bench::{camera_frame, DEFAULT_BENCH_IMAGE};
+use crate::bulk::classify_files::read_image;
+use crate::config::{Config, SerialTarget};
+use crate::live::device::run_device;
+use crate::live::stats::StageSummary;
+
+/// Frame at which the baseline resident memory is taken: by then buffers and caches are warm.
+pub const RSS_BASELINE_FRAME: u64 = 1000;
+
+pub struct LiveBenchOptions {
+    /// Folder or image to loop; default: the bench portrait framed at 640×480.
+    pub source: Option<PathBuf>,
+    pub frames: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveBenchReport {
+    pub source: String,
+    pub frames: u64,
+    pub detections: u64,
+    pub seconds: f64,
+    pub fps: f64,
+    pub dropped: u64,
+    pub log_lines: u64,
+    /// Resident memory at [`RSS_BASELINE_FRAME`] and at the end, KiB.
+    pub rss_baseline_kib: u64,
+    pub rss_end_kib: u64,
+    pub rss_growth_percent: f64,
+    pub stages: StageSummary,
+}
+
+/// Resident set size of this process in KiB (Linux), 0 where unknown.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Runs the loop for `options.frames` frames with detection on every frame and the log
+/// written to /dev/null, so formatting and the writer thread are part of the measurement.
+pub fn run_live_bench(models: &ModelPaths, options: &LiveBenchOptions) -> anyhow::Result<LiveBenchReport> {
+    let scratch = std::env::temp_dir().join(format!("emotion-pi-bench-{}", std::process::id()));
+    let source = match &options.source {
+        Some(path) => path.clone(),
+        None => {
+            let decoded = read_image(std::path::Path::new(DEFAULT_BENCH_IMAGE))
+                .map_err(|m| anyhow::anyhow!("{DEFAULT_BENCH_IMAGE}: {m}; pass --source DIR"))?;
+            std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+            let frame_path = scratch.join("frame.png");
+            camera_frame(&decoded).rgb.save(&frame_path).with_context(|| format!("writing {}", frame_path.display()))?;
+            scratch.clone()
+        }
+    };
+    let mut config = Config::default();
+    config.source.uri = source.display().to_string();
+    config.source.loop_images = true;
+    config.source.fps = 0;
+    config.serial.heartbeat_secs = 1.0;
+    let mut settings = config.settings(std::path::Path::new("(bench)"))?;
+    settings.serial = SerialTarget::File(PathBuf::from("/dev/null"));
+    let mut rss_baseline = 0;
+    let stop = AtomicBool::new(false);
+    let result = run_device(&settings, models, Some(options.frames), &stop, &mut |report| {
+        if report.frame.index + 1 == RSS_BASELINE_FRAME {
+            rss_baseline = rss_kib();
+        }
+    });
+    let rss_end = rss_kib();
+    if options.source.is_none() {
+        // Best effort: a leftover scratch folder in /tmp is harmless.
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    let summary = result?;
+    let growth = if rss_baseline > 0 { (rss_end as f64 / rss_baseline as f64 - 1.0) * 100.0 } else { 0.0 };
+    Ok(LiveBenchReport {
+        source: source.display().to_string(),
+        frames: summary.frames,
+        detections: summary.detections,
+        seconds: summary.seconds,
+        fps: summary.fps,
+        dropped: summary.capture.dropped,
+        log_lines: summary.log.written,
+        rss_baseline_kib: rss_baseline,
+        rss_end_kib: rss_end,
+        rss_growth_percent: growth,
+        stages: summary.stages,
+    })
+}
+
+impl LiveBenchReport {
+    pub fn to_text(&self) -> String {
+        let mut text = format!(
+            "live loop on {}: {} frames ({} detections) in {:.1} s = {:.1} FPS sustained, {} log lines\n\
+             RSS at frame {}: {} KiB, at the end: {} KiB ({:+.2}%)\n\n{:<10}{:>10}{:>10}{:>10}\n",
+            self.source,
+            self.frames,
+            self.detections,
+            self.seconds,
+            self.fps,
+            self.log_lines,
+            RSS_BASELINE_FRAME,
+            self.rss_baseline_kib,
+            self.rss_end_kib,
+            self.rss_growth_percent,
+            "stage",
+            "count",
+            "p50 ms",
+            "p99 ms"
+        );
+        let s = &self.stages;
+        for (name, p) in [
+            ("capture", s.capture),
+            ("detect", s.detect),
+            ("crop", s.crop),
+            ("classify", s.classify),
+            ("track", s.track),
+            ("total", s.total),
+            ("latency", s.latency),
+        ] {
+            text += &format!("{:<10}{:>10}{:>10.3}{:>10.3}\n", name, p.count, p.p50_ms, p.p99_ms);
+        }
+        text
+    }
+}

@@ -1,0 +1,61 @@
+//! Wiring the live loop to its source and outputs from the checked settings.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
+use crate::capture::images::ImageSource;
+use crate::capture::source::SourceSpec;
+use crate::capture::thread::{Backoff, Capture};
+use crate::config::RunSettings;
+use crate::detect::DetectorSettings;
+use crate::live::{FrameReport, LiveLoop, LoopOptions, LoopSummary};
+use crate::output::line_sink::LineSink;
+use crate::output::serial::{target_name, writer_opener};
+use crate::track::Tracker;
+
+/// How long shutdown waits for the capture thread and for the log to drain.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs the device until the source ends or `stop` is set.
+///
+/// `models` overrides the models folder of the settings; `max_frames` ends the run early.
+pub fn run_device(
+    settings: &RunSettings,
+    models: &ModelPaths,
+    max_frames: Option<u64>,
+    stop: &AtomicBool,
+    on_frame: &mut dyn FnMut(&FrameReport),
+) -> anyhow::Result<LoopSummary> {
+    // A folder that does not exist is a mistake to report now, not a camera to wait for.
+    if let SourceSpec::Images { path } = &settings.source {
+        ImageSource::open(path, false, 0).context("source")?;
+    }
+    let analyzer_settings = AnalyzerSettings {
+        detector: DetectorSettings { min_score: settings.min_face_score, ..DetectorSettings::default() },
+        crop: settings.crop,
+    };
+    let analyzer = Analyzer::load(models, analyzer_settings)?;
+    let classes = analyzer.classifier().metadata().class_names.len();
+    let tracker = Tracker::new(classes, settings.tracker).context("tracker settings")?;
+    let backoff = Backoff { initial: settings.capture.retry_initial, max: settings.capture.retry_max };
+    let sink = match writer_opener(&settings.serial, settings.baud) {
+        Some(opener) => Some(
+            LineSink::start(&target_name(&settings.serial), opener, settings.serial_queue, backoff)
+                .context("starting the log writer")?,
+        ),
+        None => None,
+    };
+    let capture = Capture::start(crate::capture::opener(settings.source.clone(), settings.capture), backoff)
+        .context("starting the capture thread")?;
+    let options = LoopOptions { detect_every: settings.detect_every, heartbeat: settings.heartbeat, max_frames };
+    let mut live = LiveLoop::new(&analyzer, tracker, sink.as_ref(), options);
+    let mut summary = live.run(&capture, stop, on_frame);
+    capture.stop(SHUTDOWN_GRACE);
+    if let Some(sink) = sink {
+        summary.log = sink.close(SHUTDOWN_GRACE);
+    }
+    Ok(summary)
+}

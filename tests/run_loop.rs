@@ -1,0 +1,153 @@
+//! `emotion-pi run` end to end: an image folder in, the emotion log out through a real pty
+//! pair (the same kernel serial path a USB-serial adapter uses), read back and parsed here.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use serialport::{SerialPort, TTYPort};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn emotion_pi() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_emotion-pi"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
+/// Reads JSON lines from the pty master until `done` accepts one or `timeout` passes.
+fn read_lines(master: &mut TTYPort, timeout: Duration, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut pending = Vec::new();
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match master.read(&mut buf) {
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::TimedOut => continue,
+            Err(err) => panic!("reading the pty: {err}"),
+        }
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let text = String::from_utf8(line).expect("log lines are UTF-8");
+            let value: Value = serde_json::from_str(text.trim_end()).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            let finished = done(&value);
+            lines.push(value);
+            if finished {
+                return lines;
+            }
+        }
+    }
+    panic!("no final line within {timeout:?}; got {lines:?}");
+}
+
+#[test]
+fn folder_run_writes_the_emotion_log_to_a_serial_port() {
+    let frames = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        std::fs::copy(fixture("astronaut.png"), frames.path().join(format!("frame{i}.png"))).unwrap();
+    }
+    // Sorted between the good frames: it must be skipped and counted, not end the run.
+    std::fs::write(frames.path().join("frame1_corrupt.jpg"), b"\xff\xd8 truncated").unwrap();
+    let config = frames.path().join("config.toml");
+    std::fs::write(&config, "[source]\nfps = 0\n\n[serial]\nheartbeat_secs = 0\n").unwrap();
+
+    let (mut master, slave) = TTYPort::pair().expect("a pty pair");
+    master.set_timeout(Duration::from_millis(200)).unwrap();
+    let port = slave.name().expect("the pty has a name");
+    let mut child = emotion_pi()
+        .args(["run", "--display", "none", "--config"])
+        .arg(&config)
+        .arg("--source")
+        .arg(frames.path())
+        .args(["--serial", &port])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = read_lines(&mut master, Duration::from_secs(120), |v| v["status"] == "stopped");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    drop(slave);
+
+    for line in &lines {
+        assert_eq!(line["v"], 1, "{line}");
+        assert!(line["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+    }
+    let faces: Vec<&Value> = lines.iter().filter(|v| v["event"] != "status").collect();
+    // The same picture four times: one track, started once, never relabelled or lost.
+    assert_eq!(faces.len(), 1, "{lines:?}");
+    let new = faces[0];
+    assert_eq!(new["event"], "new");
+    assert_eq!(new["track"], 0);
+    assert_eq!(new["emotion"], "happy");
+    assert_eq!(new["frame"], serde_json::json!([512, 512]));
+    let probs = new["probs"].as_object().unwrap();
+    assert_eq!(probs.len(), 7);
+    let sum: f64 = probs.values().map(|p| p.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-3, "{sum}");
+    assert_eq!(new["confidence"], new["probs"]["happy"]);
+    // The face box lies inside the frame and covers her face (x, y, w, h).
+    let b: Vec<i64> = new["box"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert!(b[0] > 100 && b[1] > 0 && b[2] > 80 && b[0] + b[2] < 400 && b[1] + b[3] < 350, "{b:?}");
+
+    let last = lines.last().unwrap();
+    assert_eq!((last["frames"].as_u64(), last["corrupt"].as_u64()), (Some(4), Some(1)), "{last}");
+    assert_eq!(last["faces"], 1);
+}
+
+#[test]
+fn bad_config_is_reported_before_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[detect]\nevery = 2\nmin_scor = 0.4\n").unwrap();
+    let output = emotion_pi().args(["run", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.toml") && stderr.contains("min_scor") && stderr.contains("line 3"), "{stderr}");
+
+    std::fs::write(&config, "[detect]\nevery = 0\n").unwrap();
+    let output = emotion_pi().args(["run", "--config"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("detect.every"), "{stderr}");
+}
+
+#[test]
+fn missing_folder_source_is_an_error_not_a_wait() {
+    let output = emotion_pi()
+        .args(["run", "--serial", "none", "--source", "/nonexistent/frames", "--config", "/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/frames"));
+}
+
+#[test]
+fn sigterm_stops_a_looping_run_with_a_final_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("astronaut.png"), dir.path().join("a.png")).unwrap();
+    let log = dir.path().join("emotions.jsonl");
+    let mut child = emotion_pi()
+        .args(["run", "--loop", "--fps", "20", "--config", "/dev/null", "--source"])
+        .arg(dir.path())
+        .arg("--serial")
+        .arg(&log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"new\"")) {
+        assert!(Instant::now() < deadline, "no face line in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "stopped", "{text}");
+}
