@@ -7,7 +7,7 @@
 set -euo pipefail
 checkpoint=${1:?checkpoint (best.pt)}
 data=${2:?FER2013 CSV(.gz) or image-folder root}
-form=${3:-qlinear-pointwise}
+form=${3:-int8-weights}
 here=$(cd "$(dirname "$0")" && pwd)
 models="../models"
 cd "$here"

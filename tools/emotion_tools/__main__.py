@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     quantize_cmd.add_argument("--model", required=True, help="float ONNX from `export`")
     quantize_cmd.add_argument("--data", required=True, help="FER2013 CSV(.gz) or image-folder root (Training is used)")
     quantize_cmd.add_argument("--out", required=True)
-    quantize_cmd.add_argument("--form", default="qlinear-pointwise", choices=("qlinear-pointwise", "qlinear-all", "qdq"))
+    quantize_cmd.add_argument("--form", default="int8-weights", choices=("int8-weights", "qlinear-pointwise", "qlinear-all", "qdq"))
     quantize_cmd.add_argument("--calibration-count", type=int, default=1000)
 
     evaluate_cmd = commands.add_parser("evaluate", help="accuracy report of ONNX model(s) with onnxruntime")
