@@ -151,3 +151,64 @@ fn sigterm_stops_a_looping_run_with_a_final_line() {
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["status"], "stopped", "{text}");
 }
+
+/// BT.601 limited-range I420 of an RGB image (chroma averaged over 2x2 blocks), computed
+/// from the standard's equations independently of the converter under test.
+fn rgb_to_i420(image: &image::RgbImage) -> Vec<u8> {
+    let (w, h) = image.dimensions();
+    let px = |x: u32, y: u32| image.get_pixel(x, y).0.map(f64::from);
+    let mut out: Vec<u8> = Vec::with_capacity((w * h * 3 / 2) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let [r, g, b] = px(x, y);
+            out.push((16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0).round() as u8);
+        }
+    }
+    let chroma = |weights: [f64; 3]| -> Vec<u8> {
+        let mut plane = Vec::new();
+        for y in (0..h).step_by(2) {
+            for x in (0..w).step_by(2) {
+                let mut sum = 0.0;
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    let [r, g, b] = px(x + dx, y + dy);
+                    sum += weights[0] * r + weights[1] * g + weights[2] * b;
+                }
+                plane.push((128.0 + sum / 4.0 / 255.0).round() as u8);
+            }
+        }
+        plane
+    };
+    out.extend(chroma([-37.797, -74.203, 112.0]));
+    out.extend(chroma([112.0, -93.786, -18.214]));
+    out
+}
+
+#[test]
+fn raw_yuv420_frames_on_stdin_are_classified() {
+    let rgb = image::open(fixture("astronaut.png")).unwrap().to_rgb8();
+    let frame = rgb_to_i420(&rgb);
+    let mut child = emotion_pi()
+        .args(["run", "--config", "/dev/null", "--serial", "stdout", "--source", "stdin:yuv420:512x512"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for _ in 0..3 {
+            stdin.write_all(&frame).unwrap();
+        }
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{:?}", output.status);
+    let lines: Vec<Value> =
+        String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let new = lines.iter().find(|v| v["event"] == "new").unwrap_or_else(|| panic!("no face line: {lines:?}"));
+    assert_eq!(new["emotion"], "happy");
+    assert_eq!(new["frame"], serde_json::json!([512, 512]));
+    let last = lines.last().unwrap();
+    assert_eq!(last["status"], "stopped");
+    // stdin is a live source: frames the loop had no time for are dropped, never lost silently.
+    assert_eq!(last["frames"].as_u64().unwrap() + last["dropped"].as_u64().unwrap(), 3, "{last}");
+}
