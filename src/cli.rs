@@ -326,7 +326,10 @@ fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).context("installing the signal handlers")?;
+        // The first signal asks for a clean stop; a second one while stopping exits at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
+            .context("installing the signal handlers")?;
     }
     let summary = run_device(&settings, &models, args.max_frames, &stop, &mut |_| {})?;
     log::info!(

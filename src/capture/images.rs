@@ -45,16 +45,6 @@ impl ImageSource {
         Ok(Self { name, files, next: 0, looping, interval, last_frame: None, cache, cached_bytes: 0 })
     }
 
-    /// Number of image files found.
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    /// Always false: `open` refuses an empty folder.
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
     fn pace(&mut self) {
         if let Some(last) = self.last_frame {
             let due = last + self.interval;
@@ -122,7 +112,6 @@ mod tests {
         write_png(&dir.path().join("a.png"), 10);
         std::fs::write(dir.path().join("c.jpg"), b"not a jpeg").unwrap();
         let mut source = ImageSource::open(dir.path(), false, 0).unwrap();
-        assert_eq!(source.len(), 3);
         assert_eq!(source.next_frame().unwrap().unwrap().gray.as_raw()[0], 10);
         assert_eq!(source.next_frame().unwrap().unwrap().gray.as_raw()[0], 20);
         match source.next_frame() {

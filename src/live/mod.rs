@@ -13,8 +13,6 @@ pub mod stats;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
-
 use crate::analyze::Analyzer;
 use crate::capture::thread::{Capture, CaptureCounts, CapturedFrame, Taken};
 use crate::output::emotion_log::{DeviceStatus, EmotionLog, FaceEvent, StatusCounters};
@@ -47,7 +45,7 @@ pub struct FrameReport<'a> {
 }
 
 /// Totals of a finished run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct LoopSummary {
     pub frames: u64,
     pub detections: u64,
@@ -55,9 +53,7 @@ pub struct LoopSummary {
     pub seconds: f64,
     /// Processed frames per second over the whole run.
     pub fps: f64,
-    #[serde(skip)]
     pub capture: CaptureCounts,
-    #[serde(skip)]
     pub log: SinkCounts,
     pub stages: StageSummary,
 }
