@@ -4,3 +4,4 @@ pub mod emotion_log;
 pub mod image_canvas;
 pub mod line_sink;
 pub mod serial;
+pub mod ui;
