@@ -68,7 +68,7 @@ pub struct RunArgs {
     /// Serial baud rate (8N1) [config: serial.baud].
     #[arg(long, value_name = "BAUD")]
     pub baud: Option<u32>,
-    /// Display: none [config: display.kind].
+    /// Display: none, or png:DIR to save the screens as PNG files [config: display.kind].
     #[arg(long, value_name = "KIND")]
     pub display: Option<String>,
     /// Run face detection on every Nth frame [config: detect.every].

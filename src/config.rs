@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::capture::convert::YuvRange;
 use crate::capture::source::{SourceSpec, SpecError};
 use crate::classify::CropSettings;
+use crate::output::display::DisplayTarget;
 use crate::track::TrackerSettings;
 
 /// Where the config is read from when `--config` is not given.
@@ -148,13 +149,18 @@ impl Default for SerialConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DisplayConfig {
-    /// `none` (headless).
+    /// `none` (headless) or `png:DIR` (the simulator: screens written as PNG files).
     pub kind: String,
+    /// Screen size in pixels, after rotation (240x240, 240x320 and 320x240 are laid out).
+    pub width: u32,
+    pub height: u32,
+    /// Draw every Nth camera frame.
+    pub every: u32,
 }
 
 impl Default for DisplayConfig {
     fn default() -> Self {
-        Self { kind: "none".to_owned() }
+        Self { kind: "none".to_owned(), width: 320, height: 240, every: 1 }
     }
 }
 
@@ -203,6 +209,11 @@ pub struct RunSettings {
     /// `None` when heartbeats are off.
     pub heartbeat: Option<Duration>,
     pub serial_queue: usize,
+    pub display: DisplayTarget,
+    /// Screen width and height in pixels.
+    pub display_size: (u32, u32),
+    /// Draw every Nth frame.
+    pub display_every: u32,
     pub models_dir: Option<PathBuf>,
 }
 
@@ -308,8 +319,19 @@ impl Config {
         if serial.queue == 0 {
             return Err(invalid("serial.queue", "0".into(), "must be at least 1".into()));
         }
-        if self.display.kind != "none" {
-            return Err(invalid("display.kind", format!("{:?}", self.display.kind), "supported: none".into()));
+        let display = &self.display;
+        let display_target = DisplayTarget::parse(&display.kind).ok_or_else(|| {
+            invalid("display.kind", format!("{:?}", display.kind), "expected none or png:DIR".into())
+        })?;
+        if !(16..=4096).contains(&display.width) || !(16..=4096).contains(&display.height) {
+            return Err(invalid(
+                "display.width",
+                format!("{}x{}", display.width, display.height),
+                "each side must be within 16..4096".into(),
+            ));
+        }
+        if display.every == 0 {
+            return Err(invalid("display.every", "0".into(), "must be at least 1".into()));
         }
         Ok(RunSettings {
             source,
@@ -330,6 +352,9 @@ impl Config {
             baud: serial.baud,
             heartbeat: (serial.heartbeat_secs > 0.0).then(|| Duration::from_secs_f64(serial.heartbeat_secs)),
             serial_queue: serial.queue,
+            display: display_target,
+            display_size: (display.width, display.height),
+            display_every: display.every,
             models_dir: (!self.models.dir.is_empty()).then(|| PathBuf::from(&self.models.dir)),
         })
     }
@@ -402,6 +427,8 @@ mod tests {
             ("[source]\nuri = \"stdin:rgb24:640x480\"", "source.uri"),
             ("[source]\nformat = \"h264\"", "source.format"),
             ("[display]\nkind = \"st7789\"", "display.kind"),
+            ("[display]\nevery = 0", "display.every"),
+            ("[display]\nwidth = 8", "display.width"),
         ];
         for (text, key) in cases {
             match parse(text) {

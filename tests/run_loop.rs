@@ -212,3 +212,31 @@ fn raw_yuv420_frames_on_stdin_are_classified() {
     // stdin is a live source: frames the loop had no time for are dropped, never lost silently.
     assert_eq!(last["frames"].as_u64().unwrap() + last["dropped"].as_u64().unwrap(), 3, "{last}");
 }
+
+#[test]
+fn png_display_draws_the_screens_with_the_happy_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for i in 0..3 {
+        std::fs::copy(fixture("astronaut.png"), frames.join(format!("{i}.png"))).unwrap();
+    }
+    let screens = dir.path().join("screens");
+    let status = emotion_pi()
+        .args(["run", "--config", "/dev/null", "--serial", "none", "--fps", "0", "--source"])
+        .arg(&frames)
+        .arg("--display")
+        .arg(format!("png:{}", screens.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut written: Vec<PathBuf> = std::fs::read_dir(&screens).unwrap().map(|e| e.unwrap().path()).collect();
+    written.sort();
+    // One screen may be skipped while the previous one is still being drawn, never more than there were frames.
+    assert!((1..=3).contains(&written.len()), "{written:?}");
+    let last = image::open(written.last().unwrap()).unwrap().to_rgb8();
+    assert_eq!(last.dimensions(), (320, 240));
+    // Happy's colour (250, 210, 0) after the display's RGB565 round trip.
+    let happy = last.pixels().filter(|p| p.0 == [255, 211, 0]).count();
+    assert!(happy > 200, "{happy} happy-coloured pixels");
+}

@@ -12,6 +12,7 @@ use crate::capture::thread::{Backoff, Capture};
 use crate::config::RunSettings;
 use crate::detect::DetectorSettings;
 use crate::live::{FrameReport, LiveLoop, LoopOptions, LoopSummary};
+use crate::output::display::{Display, Screen};
 use crate::output::line_sink::LineSink;
 use crate::output::serial::{target_name, writer_opener};
 use crate::track::Tracker;
@@ -50,10 +51,26 @@ pub fn run_device(
     };
     let capture = Capture::start(crate::capture::opener(settings.source.clone(), settings.capture), backoff)
         .context("starting the capture thread")?;
+    let (width, height) = settings.display_size;
+    let display = Display::start(&settings.display, width, height, analyzer.classifier().metadata().class_names.clone())
+        .context("starting the display")?;
+    let every = u64::from(settings.display_every);
+    let mut outputs = |report: &FrameReport| {
+        if let Some(display) = &display {
+            if report.frame.index % every == 0 {
+                display.offer(Screen::new(report.frame.index, &report.frame.frame.rgb, report.tracks, report.fps));
+            }
+        }
+        on_frame(report);
+    };
     let options = LoopOptions { detect_every: settings.detect_every, heartbeat: settings.heartbeat, max_frames };
     let mut live = LiveLoop::new(&analyzer, tracker, sink.as_ref(), options);
-    let mut summary = live.run(&capture, stop, on_frame);
+    let mut summary = live.run(&capture, stop, &mut outputs);
     capture.stop(SHUTDOWN_GRACE);
+    if let Some(display) = display {
+        let counts = display.close(SHUTDOWN_GRACE);
+        log::info!("display: {} screens drawn, {} skipped, {} failed", counts.rendered, counts.skipped, counts.failures);
+    }
     if let Some(sink) = sink {
         summary.log = sink.close(SHUTDOWN_GRACE);
     }

@@ -1,5 +1,6 @@
 //! Where results go: pictures (annotated files; the display later), LEDs and the serial log.
 
+pub mod display;
 pub mod emotion_log;
 pub mod image_canvas;
 pub mod line_sink;

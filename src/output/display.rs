@@ -1,0 +1,178 @@
+//! The display output of the live loop: the UI rendered on its own thread, so drawing
+//! never slows the camera. `png:DIR` writes the rendered screens as PNG files (the
+//! simulator); SPI panels plug in here as further targets.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+
+use crate::output::ui::{draw_ui, Framebuffer, UiFace, UiState, UiStatus};
+use crate::track::Track;
+
+/// Where screens go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisplayTarget {
+    /// Headless.
+    None,
+    /// Every rendered screen as `DIR/screen_NNNNNN.png` (numbered by camera frame).
+    Png(PathBuf),
+}
+
+impl DisplayTarget {
+    /// `none` or `png:DIR`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "none" => Some(Self::None),
+            _ => text.strip_prefix("png:").filter(|dir| !dir.is_empty()).map(|dir| Self::Png(PathBuf::from(dir))),
+        }
+    }
+}
+
+/// One screen to draw: a copy of the frame and the tracked faces at that moment.
+pub struct Screen {
+    pub index: u64,
+    pub frame: RgbImage,
+    pub faces: Vec<UiFace>,
+    pub fps: f64,
+}
+
+impl Screen {
+    /// The screen for frame `index` with `tracks`.
+    pub fn new(index: u64, frame: &RgbImage, tracks: &[Track], fps: f64) -> Self {
+        let faces = tracks
+            .iter()
+            .map(|t| UiFace {
+                bbox: t.bbox(),
+                label: t.label(),
+                confidence: t.confidence(),
+                probabilities: t.probabilities().to_vec(),
+            })
+            .collect();
+        Self { index, frame: frame.clone(), faces, fps }
+    }
+}
+
+/// Counters of a [`Display`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DisplayCounts {
+    pub rendered: u64,
+    /// Screens offered while the previous one was still being drawn, skipped.
+    pub skipped: u64,
+    pub failures: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    rendered: AtomicU64,
+    skipped: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// The display thread.
+pub struct Display {
+    sender: Option<SyncSender<Screen>>,
+    counters: Arc<Counters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Display {
+    /// Starts rendering `width`×`height` screens for `target`; `None` for a headless device.
+    pub fn start(target: &DisplayTarget, width: u32, height: u32, class_names: Vec<String>) -> std::io::Result<Option<Self>> {
+        let DisplayTarget::Png(dir) = target else { return Ok(None) };
+        std::fs::create_dir_all(dir)
+            .map_err(|err| std::io::Error::new(err.kind(), format!("display folder {}: {err}", dir.display())))?;
+        // One screen in flight: a newer one is worth more than a queue of old ones.
+        let (sender, receiver) = sync_channel(1);
+        let counters = Arc::new(Counters::default());
+        let renderer = PngRenderer { dir: dir.clone(), width, height, class_names, counters: counters.clone() };
+        let thread = std::thread::Builder::new().name("display".into()).spawn(move || renderer.run(receiver))?;
+        Ok(Some(Self { sender: Some(sender), counters, thread: Some(thread) }))
+    }
+
+    /// Hands `screen` to the display thread, or skips it if the thread is busy.
+    pub fn offer(&self, screen: Screen) {
+        let Some(sender) = &self.sender else { return };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sender.try_send(screen) {
+            self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn counts(&self) -> DisplayCounts {
+        DisplayCounts {
+            rendered: self.counters.rendered.load(Ordering::Relaxed),
+            skipped: self.counters.skipped.load(Ordering::Relaxed),
+            failures: self.counters.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Lets the thread draw what it holds, waiting up to `grace`.
+    pub fn close(mut self, grace: Duration) -> DisplayCounts {
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            let deadline = Instant::now() + grace;
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if thread.is_finished() && thread.join().is_err() {
+                log::error!("display thread panicked");
+            }
+        }
+        self.counts()
+    }
+}
+
+struct PngRenderer {
+    dir: PathBuf,
+    width: u32,
+    height: u32,
+    class_names: Vec<String>,
+    counters: Arc<Counters>,
+}
+
+impl PngRenderer {
+    fn run(self, receiver: Receiver<Screen>) {
+        let mut framebuffer = Framebuffer::new(self.width, self.height);
+        while let Ok(screen) = receiver.recv() {
+            let status = if screen.faces.is_empty() { UiStatus::NoFace } else { UiStatus::Running };
+            let state = UiState {
+                frame: Some(&screen.frame),
+                faces: &screen.faces,
+                class_names: &self.class_names,
+                fps: screen.fps,
+                status,
+            };
+            // The framebuffer's drawing cannot fail (its error type is Infallible).
+            let Ok(()) = draw_ui(&mut framebuffer, &state);
+            let path = self.dir.join(format!("screen_{:06}.png", screen.index));
+            match framebuffer.to_rgb_image().save(&path) {
+                Ok(()) => {
+                    self.counters.rendered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    let n = self.counters.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n.is_power_of_two() {
+                        log::warn!("display: cannot write {}: {err} ({n} failures so far)", path.display());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!(DisplayTarget::parse("none"), Some(DisplayTarget::None));
+        assert_eq!(DisplayTarget::parse("png:/tmp/ui"), Some(DisplayTarget::Png(PathBuf::from("/tmp/ui"))));
+        assert_eq!(DisplayTarget::parse("png:"), None);
+        assert_eq!(DisplayTarget::parse("st7789"), None);
+    }
+}
