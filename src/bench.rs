@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
 use crate::bulk::classify_files::read_image;
 use crate::frame::Frame;
+use crate::output::ui::{draw_ui, Framebuffer, UiFace, UiState, UiStatus};
 
 /// The image `bench` uses when none is given (present in a source checkout).
 pub const DEFAULT_BENCH_IMAGE: &str = "tests/fixtures/grace_hopper.jpg";
@@ -99,6 +100,23 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
     let classifier = analyzer.classifier();
     stages.push(time_stage("classify (per face)", n, || Ok(classifier.classify_batch(&batch, one_face.len())?))?);
     stages.push(time_stage("detect+classify frame", n, || Ok(analyzer.analyze(&frame)?))?);
+    let analyses = analyzer.analyze(&frame)?;
+    let ui_faces: Vec<UiFace> = analyses
+        .iter()
+        .map(|a| {
+            let (label, confidence) = a.emotion.top();
+            UiFace { bbox: a.face.bbox, label, confidence, probabilities: a.emotion.probabilities.clone() }
+        })
+        .collect();
+    let class_names = &analyzer.classifier().metadata().class_names;
+    for (stage, width, height) in
+        [("ui render 240x240", 240, 240), ("ui render 240x320", 240, 320), ("ui render 320x240", 320, 240)]
+    {
+        let mut screen = Framebuffer::new(width, height);
+        let state =
+            UiState { frame: Some(&frame.rgb), faces: &ui_faces, class_names, fps: 30.0, status: UiStatus::Running };
+        stages.push(time_stage(stage, n, || Ok(draw_ui(&mut screen, &state)?))?);
+    }
     Ok(BenchReport {
         image: image_path.display().to_string(),
         frame: [frame.width(), frame.height()],
