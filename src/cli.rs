@@ -16,9 +16,9 @@ use crate::bulk::eval::evaluate;
 use crate::bulk::fer::{self, Usage};
 use crate::classify::{CropSettings, TractClassifier};
 use crate::config::{Config, ConfigError};
+use crate::detect::DetectorSettings;
 use crate::live::bench::{run_live_bench, LiveBenchOptions};
 use crate::live::device::run_device;
-use crate::detect::DetectorSettings;
 
 /// Real-time facial-expression sensor for the Raspberry Pi.
 ///

@@ -232,8 +232,7 @@ pub struct CaptureSettings {
 impl Config {
     /// Reads and parses `path` (no range checks yet: see [`Config::settings`]).
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.to_owned(), cause })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.to_owned(), cause })?;
         Self::parse(&text, path)
     }
 
@@ -314,15 +313,18 @@ impl Config {
             return Err(invalid("serial.baud", "0".into(), "must be positive".into()));
         }
         if !(serial.heartbeat_secs.is_finite() && serial.heartbeat_secs >= 0.0) {
-            return Err(invalid("serial.heartbeat_secs", serial.heartbeat_secs.to_string(), "must be 0 or more".into()));
+            return Err(invalid(
+                "serial.heartbeat_secs",
+                serial.heartbeat_secs.to_string(),
+                "must be 0 or more".into(),
+            ));
         }
         if serial.queue == 0 {
             return Err(invalid("serial.queue", "0".into(), "must be at least 1".into()));
         }
         let display = &self.display;
-        let display_target = DisplayTarget::parse(&display.kind).ok_or_else(|| {
-            invalid("display.kind", format!("{:?}", display.kind), "expected none or png:DIR".into())
-        })?;
+        let display_target = DisplayTarget::parse(&display.kind)
+            .ok_or_else(|| invalid("display.kind", format!("{:?}", display.kind), "expected none or png:DIR".into()))?;
         if !(16..=4096).contains(&display.width) || !(16..=4096).contains(&display.height) {
             return Err(invalid(
                 "display.width",
@@ -367,7 +369,8 @@ fn track_key(setting: &str) -> &'static str {
         "probability_alpha" => "track.probability_alpha",
         "box_alpha" => "track.box_alpha",
         "label_margin" => "track.label_margin",
-        _ => "track.max_missed",
+        "max_missed" => "track.max_missed",
+        _ => "track",
     }
 }
 

@@ -18,4 +18,5 @@ pub mod live;
 pub mod model;
 pub mod output;
 pub mod resample;
+pub mod threads;
 pub mod track;

@@ -28,13 +28,7 @@ pub fn open(spec: &SourceSpec, settings: &CaptureSettings) -> Result<Box<dyn Fra
         SourceSpec::V4l2 { device, format } => {
             let (source, negotiated) =
                 V4l2Source::open(device, *format, settings.width, settings.height, settings.fps, settings.range)?;
-            log::info!(
-                "{}: {} {}x{}",
-                device.display(),
-                negotiated.format,
-                negotiated.width,
-                negotiated.height
-            );
+            log::info!("{}: {} {}x{}", device.display(), negotiated.format, negotiated.width, negotiated.height);
             Ok(Box::new(source))
         }
         SourceSpec::Stdin { format, width, height } => {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::capture::source::{CaptureError, FrameSource};
 use crate::frame::Frame;
+use crate::threads::join_within;
 
 /// A frame with where and when it came from.
 #[derive(Debug, Clone)]
@@ -149,17 +150,7 @@ impl Capture {
         self.stop.store(true, Ordering::Relaxed);
         self.slot.end();
         if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + grace;
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if thread.is_finished() {
-                if thread.join().is_err() {
-                    log::error!("capture thread panicked");
-                }
-            } else {
-                log::warn!("capture thread still blocked in the source after {grace:?}; leaving it");
-            }
+            join_within(thread, grace, "capture thread");
         }
     }
 }
@@ -223,8 +214,12 @@ impl Worker {
             let started = Instant::now();
             match source.next_frame() {
                 Ok(Some(frame)) => {
-                    let captured =
-                        CapturedFrame { frame, index: *next_index, captured_at: Instant::now(), read_time: started.elapsed() };
+                    let captured = CapturedFrame {
+                        frame,
+                        index: *next_index,
+                        captured_at: Instant::now(),
+                        read_time: started.elapsed(),
+                    };
                     *next_index += 1;
                     self.counters.captured.fetch_add(1, Ordering::Relaxed);
                     self.put(captured, live);
@@ -337,9 +332,8 @@ mod tests {
             steps: VecDeque::from([Ok(Some(1)), Err(corrupt()), Ok(Some(2)), Ok(Some(3)), Ok(None)]),
             live: false,
         }]);
-        let opener: SourceOpener = Box::new(move || {
-            scripts.pop_front().map(|s| Box::new(s) as Box<dyn FrameSource>).ok_or_else(lost)
-        });
+        let opener: SourceOpener =
+            Box::new(move || scripts.pop_front().map(|s| Box::new(s) as Box<dyn FrameSource>).ok_or_else(lost));
         let capture = Capture::start(opener, FAST).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(drain(&capture), vec![1, 2, 3]);

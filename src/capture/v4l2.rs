@@ -103,8 +103,8 @@ impl V4l2Source {
             Quantization::LimitedRange => YuvRange::Limited,
             Quantization::Default => range,
         };
-        let mut stream =
-            Stream::with_buffers(&dev, Type::VideoCapture, BUFFERS).map_err(|err| lost("cannot start streaming", err))?;
+        let mut stream = Stream::with_buffers(&dev, Type::VideoCapture, BUFFERS)
+            .map_err(|err| lost("cannot start streaming", err))?;
         stream.set_timeout(FRAME_TIMEOUT);
         let negotiated = Negotiated { format, width: actual.width, height: actual.height };
         let source = Self { name, stream, format, width: actual.width, height: actual.height, range };
@@ -139,7 +139,10 @@ impl FrameSource for V4l2Source {
             Err(err) => return Err(CaptureError::Lost { source_name: self.name.clone(), reason: err.to_string() }),
         };
         if meta.flags.contains(Flags::ERROR) {
-            return Err(CaptureError::Corrupt { source_name: self.name.clone(), reason: "driver flagged the buffer".into() });
+            return Err(CaptureError::Corrupt {
+                source_name: self.name.clone(),
+                reason: "driver flagged the buffer".into(),
+            });
         }
         // Some drivers leave bytesused at 0 for uncompressed formats; the whole buffer is the frame then.
         let used = match meta.bytesused as usize {

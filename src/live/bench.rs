@@ -61,7 +61,10 @@ pub fn run_live_bench(models: &ModelPaths, options: &LiveBenchOptions) -> anyhow
                 .map_err(|m| anyhow::anyhow!("{DEFAULT_BENCH_IMAGE}: {m}; pass --source DIR"))?;
             std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
             let frame_path = scratch.join("frame.png");
-            camera_frame(&decoded).rgb.save(&frame_path).with_context(|| format!("writing {}", frame_path.display()))?;
+            camera_frame(&decoded)
+                .rgb
+                .save(&frame_path)
+                .with_context(|| format!("writing {}", frame_path.display()))?;
             scratch.clone()
         }
     };

@@ -52,8 +52,9 @@ pub fn run_device(
     let capture = Capture::start(crate::capture::opener(settings.source.clone(), settings.capture), backoff)
         .context("starting the capture thread")?;
     let (width, height) = settings.display_size;
-    let display = Display::start(&settings.display, width, height, analyzer.classifier().metadata().class_names.clone())
-        .context("starting the display")?;
+    let display =
+        Display::start(&settings.display, width, height, analyzer.classifier().metadata().class_names.clone())
+            .context("starting the display")?;
     let every = u64::from(settings.display_every);
     let mut outputs = |report: &FrameReport| {
         if let Some(display) = &display {
@@ -69,7 +70,12 @@ pub fn run_device(
     capture.stop(SHUTDOWN_GRACE);
     if let Some(display) = display {
         let counts = display.close(SHUTDOWN_GRACE);
-        log::info!("display: {} screens drawn, {} skipped, {} failed", counts.rendered, counts.skipped, counts.failures);
+        log::info!(
+            "display: {} screens drawn, {} skipped, {} failed",
+            counts.rendered,
+            counts.skipped,
+            counts.failures
+        );
     }
     if let Some(sink) = sink {
         summary.log = sink.close(SHUTDOWN_GRACE);

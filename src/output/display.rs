@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use image::RgbImage;
 
 use crate::output::ui::{draw_ui, Framebuffer, UiFace, UiState, UiStatus};
+use crate::threads::join_within;
 use crate::track::Track;
 
 /// Where screens go.
@@ -82,7 +83,12 @@ pub struct Display {
 
 impl Display {
     /// Starts rendering `width`×`height` screens for `target`; `None` for a headless device.
-    pub fn start(target: &DisplayTarget, width: u32, height: u32, class_names: Vec<String>) -> std::io::Result<Option<Self>> {
+    pub fn start(
+        target: &DisplayTarget,
+        width: u32,
+        height: u32,
+        class_names: Vec<String>,
+    ) -> std::io::Result<Option<Self>> {
         let DisplayTarget::Png(dir) = target else { return Ok(None) };
         std::fs::create_dir_all(dir)
             .map_err(|err| std::io::Error::new(err.kind(), format!("display folder {}: {err}", dir.display())))?;
@@ -114,13 +120,7 @@ impl Display {
     pub fn close(mut self, grace: Duration) -> DisplayCounts {
         self.sender = None;
         if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + grace;
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            if thread.is_finished() && thread.join().is_err() {
-                log::error!("display thread panicked");
-            }
+            join_within(thread, grace, "display");
         }
         self.counts()
     }

@@ -187,7 +187,15 @@ mod tests {
     #[test]
     fn status_line_flattens_counters() {
         let log = EmotionLog::new(names());
-        let counters = StatusCounters { faces: 2, fps: 29.96, frames: 100, dropped: 3, corrupt: 1, camera_failures: 0, log_dropped: 4 };
+        let counters = StatusCounters {
+            faces: 2,
+            fps: 29.96,
+            frames: 100,
+            dropped: 3,
+            corrupt: 1,
+            camera_failures: 0,
+            log_dropped: 4,
+        };
         let line = log.status_line(DeviceStatus::NoCamera, counters, UNIX_EPOCH);
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["event"], "status");

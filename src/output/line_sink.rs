@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::capture::thread::Backoff;
+use crate::threads::join_within;
 
 /// Opens (or reopens) the target; called on the writer thread.
 pub type WriterOpener = Box<dyn FnMut() -> std::io::Result<Box<dyn Write + Send>> + Send>;
@@ -85,17 +86,7 @@ impl LineSink {
         self.counters.closing.store(true, Ordering::Relaxed);
         self.sender = None;
         if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + grace;
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            if thread.is_finished() {
-                if thread.join().is_err() {
-                    log::error!("{}: writer thread panicked", self.name);
-                }
-            } else {
-                log::warn!("{}: lines still unwritten after {grace:?}; giving up on them", self.name);
-            }
+            join_within(thread, grace, &format!("{} writer", self.name));
         }
         self.counts()
     }
@@ -163,6 +154,7 @@ impl Writer {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use std::time::Instant;
 
     /// A target shared with the test: it fails while `broken` is set.
     #[derive(Clone, Default)]
