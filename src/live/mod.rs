@@ -138,7 +138,9 @@ impl<'a> LiveLoop<'a> {
         let due = self.frames % u64::from(self.options.detect_every) == 0;
         self.frames += 1;
         let observations = if due { self.observe(captured) } else { None };
-        let before: Vec<Track> = self.tracker.tracks().to_vec();
+        // Only a frame with detections can lose a track, and a lost track's last state is
+        // what its `lost` line reports; skipped frames need no copy.
+        let before: Vec<Track> = if observations.is_some() { self.tracker.tracks().to_vec() } else { Vec::new() };
         let track_started = Instant::now();
         let detections = match &observations {
             Some(observations) => Detections::Ran(observations),
