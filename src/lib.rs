@@ -18,5 +18,6 @@ pub mod live;
 pub mod model;
 pub mod output;
 pub mod resample;
+pub mod service;
 pub mod threads;
 pub mod track;

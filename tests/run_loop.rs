@@ -240,3 +240,109 @@ fn png_display_draws_the_screens_with_the_happy_bar() {
     let happy = last.pixels().filter(|p| p.0 == [255, 211, 0]).count();
     assert!(happy > 200, "{happy} happy-coloured pixels");
 }
+
+/// The notification socket systemd would own, and the messages it receives.
+struct Systemd {
+    socket: std::os::unix::net::UnixDatagram,
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Systemd {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        Self { socket, path, _dir: dir }
+    }
+
+    /// `emotion-pi run` as systemd starts it with `WatchdogSec=0.8s`: pings due every 200 ms.
+    fn service(&self) -> Command {
+        let mut command = emotion_pi();
+        command.env("NOTIFY_SOCKET", &self.path).env("WATCHDOG_USEC", "800000").env_remove("WATCHDOG_PID");
+        command
+    }
+
+    /// The next message with its arrival time, or `None` after `timeout`.
+    fn receive(&self, timeout: Duration) -> Option<(Instant, String)> {
+        self.socket.set_read_timeout(Some(timeout)).unwrap();
+        let mut buffer = [0u8; 512];
+        match self.socket.recv(&mut buffer) {
+            Ok(n) => Some((Instant::now(), String::from_utf8_lossy(&buffer[..n]).into_owned())),
+            Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => None,
+            Err(err) => panic!("notify socket: {err}"),
+        }
+    }
+
+    /// Waits (model loading included) for READY=1; no ping may come before it.
+    fn expect_ready(&self) {
+        let (_, message) = self.receive(Duration::from_secs(120)).expect("no READY=1");
+        assert!(message.lines().any(|l| l == "READY=1"), "first message: {message:?}");
+    }
+}
+
+#[test]
+fn service_reports_ready_then_pings_the_watchdog_while_frames_flow() {
+    let systemd = Systemd::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("astronaut.png"), dir.path().join("a.png")).unwrap();
+    let mut child = systemd
+        .service()
+        .args(["run", "--loop", "--fps", "20", "--config", "/dev/null", "--serial", "none", "--source"])
+        .arg(dir.path())
+        .spawn()
+        .unwrap();
+    systemd.expect_ready();
+    let mut pings = Vec::new();
+    while pings.len() < 6 {
+        let (at, message) = systemd.receive(Duration::from_secs(5)).expect("watchdog pings stopped");
+        assert_eq!(message, "WATCHDOG=1\n");
+        pings.push(at);
+    }
+    let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|&g| g >= Duration::from_millis(180)), "pings closer than a quarter timeout: {gaps:?}");
+    assert!(gaps.iter().all(|&g| g < Duration::from_millis(800)), "pings later than the timeout: {gaps:?}");
+
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let stopping = std::iter::from_fn(|| systemd.receive(Duration::from_secs(10)))
+        .find(|(_, m)| m.lines().any(|l| l == "STOPPING=1"));
+    assert!(stopping.is_some(), "no STOPPING=1 on SIGTERM");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn watchdog_pings_stop_while_the_source_blocks_and_resume_with_frames() {
+    let systemd = Systemd::new();
+    let frame = rgb_to_i420(&image::RgbImage::from_pixel(64, 48, image::Rgb([90, 120, 150])));
+    let mut child = systemd
+        .service()
+        .args(["run", "--config", "/dev/null", "--serial", "none", "--source", "stdin:yuv420:64x48"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut send_frames = |count: usize| {
+        use std::io::Write;
+        for _ in 0..count {
+            stdin.write_all(&frame).unwrap();
+        }
+        stdin.flush().unwrap();
+    };
+    send_frames(5);
+    systemd.expect_ready();
+    let (_, message) = systemd.receive(Duration::from_secs(5)).expect("no ping for the first frames");
+    assert_eq!(message, "WATCHDOG=1\n");
+
+    // Nothing more on stdin: the capture thread sits in read(), as with a hung camera.
+    // At most one ping can still be in flight for a frame processed before the stall.
+    std::thread::sleep(Duration::from_millis(500));
+    while systemd.receive(Duration::from_millis(1)).is_some() {}
+    assert_eq!(systemd.receive(Duration::from_millis(1600)), None, "pings went on while the source was blocked");
+
+    send_frames(5);
+    let (_, message) = systemd.receive(Duration::from_secs(5)).expect("pings did not resume with frames");
+    assert_eq!(message, "WATCHDOG=1\n");
+    drop(send_frames);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}

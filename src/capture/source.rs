@@ -56,6 +56,17 @@ pub enum SourceSpec {
     Images { path: PathBuf },
 }
 
+impl std::fmt::Display for SourceSpec {
+    /// Where the frames come from, for status lines.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::V4l2 { device, .. } => write!(f, "camera {}", device.display()),
+            SourceSpec::Stdin { width, height, .. } => write!(f, "{width}x{height} frames on standard input"),
+            SourceSpec::Images { path } => write!(f, "images from {}", path.display()),
+        }
+    }
+}
+
 /// A `--source` or `source.format` value that cannot be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {

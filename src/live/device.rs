@@ -15,6 +15,7 @@ use crate::live::{FrameReport, LiveLoop, LoopOptions, LoopSummary};
 use crate::output::display::{Display, Screen};
 use crate::output::line_sink::LineSink;
 use crate::output::serial::{target_name, writer_opener};
+use crate::service::{self, Watchdog};
 use crate::track::Tracker;
 
 /// How long shutdown waits for the capture thread and for the log to drain.
@@ -65,8 +66,10 @@ pub fn run_device(
         on_frame(report);
     };
     let options = LoopOptions { detect_every: settings.detect_every, heartbeat: settings.heartbeat, max_frames };
-    let mut live = LiveLoop::new(&analyzer, tracker, sink.as_ref(), options);
+    let mut live = LiveLoop::new(&analyzer, tracker, sink.as_ref(), options).with_watchdog(Watchdog::from_env());
+    service::notify_ready(&format!("running: {}", settings.source));
     let mut summary = live.run(&capture, stop, &mut outputs);
+    service::notify_stopping();
     capture.stop(SHUTDOWN_GRACE);
     if let Some(display) = display {
         let counts = display.close(SHUTDOWN_GRACE);

@@ -17,6 +17,7 @@ use crate::analyze::Analyzer;
 use crate::capture::thread::{Capture, CaptureCounts, CapturedFrame, Taken};
 use crate::output::emotion_log::{DeviceStatus, EmotionLog, FaceEvent, StatusCounters};
 use crate::output::line_sink::{LineSink, SinkCounts};
+use crate::service::Watchdog;
 use crate::track::{Detections, Observation, Track, TrackEvent, Tracker};
 use stats::{FrameRate, StageSummary, StageTimes};
 
@@ -72,6 +73,7 @@ pub struct LiveLoop<'a> {
     frame_size: (u32, u32),
     status: Option<DeviceStatus>,
     last_heartbeat: Instant,
+    watchdog: Option<Watchdog>,
 }
 
 impl<'a> LiveLoop<'a> {
@@ -91,7 +93,14 @@ impl<'a> LiveLoop<'a> {
             frame_size: (0, 0),
             status: None,
             last_heartbeat: Instant::now(),
+            watchdog: None,
         }
+    }
+
+    /// Pings `watchdog` from the loop while frames are processed (systemd).
+    pub fn with_watchdog(mut self, watchdog: Option<Watchdog>) -> Self {
+        self.watchdog = watchdog;
+        self
     }
 
     /// Runs until the source ends, `stop` is set or `max_frames` is reached; `on_frame` sees
@@ -114,7 +123,11 @@ impl<'a> LiveLoop<'a> {
                 Taken::Timeout => {}
                 Taken::Ended => break,
             }
-            self.report_status(capture.counts(), false);
+            let counts = capture.counts();
+            if let Some(watchdog) = &mut self.watchdog {
+                watchdog.observe(Instant::now(), self.frames, !counts.connected);
+            }
+            self.report_status(counts, false);
         }
         self.report_status(capture.counts(), true);
         let seconds = started.elapsed().as_secs_f64();

@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd.add_argument("--batch-size", type=int)
     train_cmd.add_argument("--width", type=float)
     train_cmd.add_argument("--seed", type=int)
+    train_cmd.add_argument("--lr", type=float, help="peak learning rate of the cosine schedule")
+    train_cmd.add_argument("--warmup-epochs", type=int)
+    train_cmd.add_argument("--init-from", help="start from this checkpoint's weights (last.pt or best.pt) with a new schedule")
     train_cmd.add_argument("--resume", action="store_true", help="continue from OUT/last.pt with its stored settings")
     train_cmd.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (smoke tests)")
     train_cmd.add_argument("--threads", type=int, default=2)
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             from .train import TrainConfig, train
 
             config = TrainConfig()
-            for field in ("epochs", "batch_size", "width", "seed"):
+            for field in ("epochs", "batch_size", "width", "seed", "lr", "warmup_epochs", "init_from"):
                 if getattr(args, field) is not None:
                     setattr(config, field, getattr(args, field))
             best = train(args.data, args.out, config, resume=args.resume, max_steps=args.max_steps, threads=args.threads)

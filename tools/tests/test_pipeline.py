@@ -40,6 +40,18 @@ def test_resume_continues_from_last_epoch(tiny_csv, tmp_path):
     assert epochs == [1, 2, 3]
 
 
+def test_init_from_starts_with_the_checkpoint_weights_and_architecture(trained, tiny_csv, tmp_path):
+    out = tmp_path / "second_cycle"
+    # No --width: the architecture (width 0.25) and normalisation must come from the checkpoint.
+    assert main(["train", "--data", str(tiny_csv), "--out", str(out), "--init-from", str(trained / "best.pt"), "--max-steps", "0"]) == 0
+    source = torch.load(trained / "best.pt", weights_only=False)
+    started = torch.load(out / "best.pt", weights_only=False)
+    assert started["config"]["width"] == 0.25
+    assert (started["config"]["mean"], started["config"]["std"]) == (source["config"]["mean"], source["config"]["std"])
+    for name, tensor in source["model"].items():
+        assert torch.equal(started["model"][name], tensor), name
+
+
 def test_export_quantize_and_reload(trained, tiny_csv, tmp_path):
     float_path = tmp_path / "model_f32.onnx"
     assert main(["export", "--checkpoint", str(trained / "best.pt"), "--out", str(float_path)]) == 0
