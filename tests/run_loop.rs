@@ -342,7 +342,6 @@ fn watchdog_pings_stop_while_the_source_blocks_and_resume_with_frames() {
     send_frames(5);
     let (_, message) = systemd.receive(Duration::from_secs(5)).expect("pings did not resume with frames");
     assert_eq!(message, "WATCHDOG=1\n");
-    drop(send_frames);
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
