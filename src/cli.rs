@@ -15,8 +15,9 @@ use crate::bulk::classify_files::{classify_paths, RowFormat};
 use crate::bulk::eval::evaluate;
 use crate::bulk::fer::{self, Usage};
 use crate::classify::{CropSettings, TractClassifier};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, RunSettings};
 use crate::detect::DetectorSettings;
+use crate::doctor::{self, Host, Verdict};
 use crate::live::bench::{run_live_bench, LiveBenchOptions};
 use crate::live::device::run_device;
 
@@ -44,6 +45,18 @@ pub enum Command {
     Run(RunArgs),
     /// Per-stage latency of decode, detect, crop and classify on this machine.
     Bench(BenchArgs),
+    /// What the device sees: cameras, SPI, GPIO, serial ports, groups, models; with fixes.
+    Doctor(DoctorArgs),
+}
+
+/// Flags of `doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Config file whose camera and serial port to check [default: as for `run`].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub models: ModelArgs,
 }
 
 /// Flags of `run`; each overrides its key in the config file.
@@ -128,6 +141,14 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The models to use with `settings`: `--models` wins over `models.dir` of the config.
+    fn paths_for(&self, settings: &RunSettings) -> ModelPaths {
+        match (&self.models, &settings.models_dir) {
+            (None, Some(dir)) => ModelArgs { models: Some(dir.clone()), ..self.clone() }.paths(),
+            _ => self.paths(),
+        }
+    }
+
     fn paths(&self) -> ModelPaths {
         let dir = self.models.clone().unwrap_or_else(ModelPaths::default_dir);
         let mut paths = ModelPaths::in_dir(&dir);
@@ -289,6 +310,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run_command(&args),
+        Command::Doctor(args) => {
+            let (config, path) = Config::load(args.config.as_deref())?;
+            let settings = config.settings(&path)?;
+            println!("config: {}", if path.exists() { path.display().to_string() } else { "built-in defaults".into() });
+            let findings = doctor::examine(&Host::this_machine(), &settings, &args.models.paths_for(&settings));
+            for finding in &findings {
+                println!("{finding}");
+            }
+            let count = |v: Verdict| findings.iter().filter(|f| f.verdict == v).count();
+            let problems = count(Verdict::Problem);
+            println!("{problems} problems, {} warnings", count(Verdict::Warning));
+            Ok(if problems > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
         Command::Bench(args) if args.live => {
             let options = LiveBenchOptions { source: args.source, frames: args.frames.max(1) };
             let report = run_live_bench(&args.models.paths(), &options)?;
@@ -316,10 +350,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let (config, path) = args.config()?;
     let settings = config.settings(&path)?;
-    let models = match (&args.models.models, &settings.models_dir) {
-        (None, Some(dir)) => ModelArgs { models: Some(dir.clone()), ..args.models.clone() }.paths(),
-        _ => args.models.paths(),
-    };
+    let models = args.models.paths_for(&settings);
     if args.check_config {
         println!("{settings:#?}\n{models:#?}");
         return Ok(ExitCode::SUCCESS);

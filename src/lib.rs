@@ -12,6 +12,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod detect;
+pub mod doctor;
 pub mod frame;
 pub mod geometry;
 pub mod live;

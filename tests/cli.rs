@@ -125,3 +125,21 @@ fn bad_flag_values_name_the_flag() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--min-face-score") && stderr.contains("outside 0..1"), "{stderr}");
 }
+
+#[test]
+fn doctor_loads_the_models_and_names_a_missing_camera_with_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[source]\nuri = \"/dev/video-missing\"\n[serial]\nport = \"/dev/ttyUSB-missing\"\n")
+        .unwrap();
+    let output = emotion_pi(&["doctor", "--config", config.to_str().unwrap()]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    let models = text.lines().find(|l| l.contains("] models:")).unwrap_or_else(|| panic!("{text}"));
+    assert!(models.starts_with("[  ok   ]") && models.contains("loaded and optimised in"), "{text}");
+    let camera = text.lines().position(|l| l.contains("source /dev/video-missing")).unwrap_or_else(|| panic!("{text}"));
+    assert!(text.lines().nth(camera).unwrap().starts_with("[PROBLEM]"), "{text}");
+    assert!(text.lines().nth(camera + 1).unwrap().trim_start().starts_with("fix: set source.uri"), "{text}");
+    assert!(text.contains("log port /dev/ttyUSB-missing"), "{text}");
+    // Problems make the exit code 1, so scripts (tools/deploy.sh) can tell.
+    assert_eq!(output.status.code(), Some(1), "{text}");
+}
