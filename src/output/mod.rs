@@ -4,5 +4,6 @@ pub mod display;
 pub mod emotion_log;
 pub mod image_canvas;
 pub mod line_sink;
+pub mod panel;
 pub mod serial;
 pub mod ui;

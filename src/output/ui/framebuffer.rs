@@ -25,6 +25,19 @@ impl Framebuffer {
         (x < self.width && y < self.height).then(|| self.pixels[self.index(x, y)])
     }
 
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// All pixels, row by row.
+    pub fn pixels(&self) -> &[Rgb565] {
+        &self.pixels
+    }
+
     /// The screen as 8-bit RGB. Channels are widened by bit replication so that full
     /// intensity stays 255 and black stays 0, like a panel displays them.
     pub fn to_rgb_image(&self) -> RgbImage {

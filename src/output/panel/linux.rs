@@ -1,0 +1,66 @@
+//! Opening a wired panel on Linux: spidev for the bus, GPIO character-device lines for
+//! data/command, reset and backlight.
+
+use std::path::PathBuf;
+
+use embedded_hal::digital::OutputPin;
+use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
+use linux_embedded_hal::spidev::{SpiModeFlags, SpidevOptions};
+use linux_embedded_hal::{CdevPin, Delay, SpidevDevice};
+
+use crate::output::panel::driver::{init_panel, PanelDriver, PanelGeometry};
+use crate::output::panel::interface::SPIDEV_CHUNK;
+
+/// Where the panel is wired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanelWiring {
+    /// `/dev/spidevB.C`: bus B, chip select C.
+    pub spi: PathBuf,
+    pub clock_hz: u32,
+    /// `/dev/gpiochipN` holding the lines below (GPIO numbers on the Pi header).
+    pub gpio_chip: PathBuf,
+    pub dc_line: u32,
+    pub reset_line: Option<u32>,
+    pub backlight_line: Option<u32>,
+}
+
+/// An open panel and its backlight, which is switched off when this is dropped.
+pub struct OpenPanel {
+    pub driver: Box<dyn PanelDriver>,
+    backlight: Option<CdevPin>,
+}
+
+impl Drop for OpenPanel {
+    fn drop(&mut self) {
+        if let Some(pin) = &mut self.backlight {
+            if let Err(err) = pin.set_low() {
+                log::warn!("display: cannot switch the backlight off: {err}");
+            }
+        }
+    }
+}
+
+/// Opens the bus and lines in `wiring` and initialises the panel; errors name the device.
+pub fn open_panel(wiring: &PanelWiring, geometry: &PanelGeometry) -> Result<OpenPanel, String> {
+    let spi_name = wiring.spi.display();
+    let mut spi = SpidevDevice::open(&wiring.spi).map_err(|err| format!("{spi_name}: {err}"))?;
+    let options =
+        SpidevOptions::new().bits_per_word(8).max_speed_hz(wiring.clock_hz).mode(SpiModeFlags::SPI_MODE_0).build();
+    spi.configure(&options).map_err(|err| format!("{spi_name}: cannot set {} Hz mode 0: {err}", wiring.clock_hz))?;
+
+    let chip_name = wiring.gpio_chip.display();
+    let mut chip = Chip::new(&wiring.gpio_chip).map_err(|err| format!("{chip_name}: {err}"))?;
+    let mut output = |line: u32, initial: u8, role: &str| -> Result<CdevPin, String> {
+        let handle = chip
+            .get_line(line)
+            .and_then(|l| l.request(LineRequestFlags::OUTPUT, initial, &format!("emotion-pi {role}")))
+            .map_err(|err| format!("{chip_name} line {line} ({role}): {err}"))?;
+        CdevPin::new(handle).map_err(|err| format!("{chip_name} line {line} ({role}): {err}"))
+    };
+    let dc = output(wiring.dc_line, 0, "display dc")?;
+    let reset = wiring.reset_line.map(|line| output(line, 1, "display reset")).transpose()?;
+    let backlight = wiring.backlight_line.map(|line| output(line, 1, "display backlight")).transpose()?;
+    let driver =
+        init_panel(geometry, spi, dc, reset, SPIDEV_CHUNK, &mut Delay).map_err(|err| format!("{spi_name}: {err}"))?;
+    Ok(OpenPanel { driver, backlight })
+}
