@@ -10,6 +10,10 @@ use serde::Serialize;
 use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
 use crate::bulk::classify_files::read_image;
 use crate::frame::Frame;
+use crate::output::panel::bands::PanelWriter;
+use crate::output::panel::driver::{init_panel, Controller, PanelGeometry};
+use crate::output::panel::fake_bus::{FakeBus, FakePin, NoDelay};
+use crate::output::panel::interface::SPIDEV_CHUNK;
 use crate::output::ui::{draw_ui, Framebuffer, UiFace, UiState, UiStatus};
 
 /// The image `bench` uses when none is given (present in a source checkout).
@@ -40,6 +44,21 @@ pub struct BenchReport {
     pub arch: &'static str,
     pub classifier: String,
     pub stages: Vec<StageTiming>,
+    pub panels: Vec<PanelTraffic>,
+}
+
+/// SPI traffic of one screen size, counted through the real panel driver on a
+/// recording bus.
+#[derive(Debug, Clone, Serialize)]
+pub struct PanelTraffic {
+    pub screen: String,
+    pub controller: String,
+    /// The first screen, sent whole.
+    pub full_frame_bytes: usize,
+    /// Mean over screens whose camera picture changes every frame (bars and status do not).
+    pub bytes_per_frame: f64,
+    /// What `bytes_per_frame` takes at the default 40 MHz SPI clock (computed, 8 bits a byte).
+    pub spi_ms_at_40mhz: f64,
 }
 
 fn time_stage<T>(
@@ -117,6 +136,14 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
             UiState { frame: Some(&frame.rgb), faces: &ui_faces, class_names, fps: 30.0, status: UiStatus::Running };
         stages.push(time_stage(stage, n, || Ok(draw_ui(&mut screen, &state)?))?);
     }
+    let mirrored = image::imageops::flip_horizontal(&frame.rgb);
+    let mut panels = Vec::new();
+    for (controller, width, height, rotation) in
+        [(Controller::St7789, 240, 240, 0), (Controller::Ili9341, 240, 320, 0), (Controller::Ili9341, 320, 240, 90)]
+    {
+        let frames = [&frame.rgb, &mirrored];
+        panels.push(panel_traffic(controller, width, height, rotation, &frames, &ui_faces, class_names)?);
+    }
     Ok(BenchReport {
         image: image_path.display().to_string(),
         frame: [frame.width(), frame.height()],
@@ -125,6 +152,50 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
         arch: std::env::consts::ARCH,
         classifier: format!("{} ({})", paths.classifier.display(), analyzer.classifier().metadata().precision),
         stages,
+        panels,
+    })
+}
+
+/// Renders 60 screens alternating between `frames` and counts what goes over SPI.
+fn panel_traffic(
+    controller: Controller,
+    width: u16,
+    height: u16,
+    rotation: u16,
+    frames: &[&image::RgbImage],
+    faces: &[UiFace],
+    class_names: &[String],
+) -> anyhow::Result<PanelTraffic> {
+    const SCREENS: usize = 60;
+    let bus = FakeBus::new(false);
+    let geometry =
+        PanelGeometry { controller, width, height, rotation, invert: false, bgr: false, offset_x: 0, offset_y: 0 };
+    let driver = init_panel(&geometry, bus.spi(), bus.dc_pin(), None::<FakePin>, SPIDEV_CHUNK, &mut NoDelay)
+        .map_err(|err| anyhow::anyhow!(err))?;
+    let mut writer = PanelWriter::new(driver);
+    let mut screen = Framebuffer::new(u32::from(width), u32::from(height));
+    let mut sent = Vec::with_capacity(SCREENS);
+    for index in 0..SCREENS {
+        let state = UiState {
+            frame: Some(frames[index % frames.len()]),
+            faces,
+            class_names,
+            fps: 30.0,
+            status: UiStatus::Running,
+        };
+        draw_ui(&mut screen, &state)?;
+        bus.take_byte_count();
+        writer.push(&screen).map_err(|err| anyhow::anyhow!(err))?;
+        sent.push(bus.take_byte_count());
+    }
+    let steady = &sent[1..];
+    let bytes_per_frame = steady.iter().sum::<usize>() as f64 / steady.len() as f64;
+    Ok(PanelTraffic {
+        screen: format!("{width}x{height}"),
+        controller: format!("{controller:?}"),
+        full_frame_bytes: sent[0],
+        bytes_per_frame,
+        spi_ms_at_40mhz: bytes_per_frame * 8.0 / 40e6 * 1e3,
     })
 }
 
@@ -146,6 +217,16 @@ impl BenchReport {
         );
         for s in &self.stages {
             text += &format!("{:<26}{:>10.3}{:>10.3}{:>10.3}\n", s.stage, s.median_ms, s.p90_ms, s.min_ms);
+        }
+        text += &format!(
+            "\n{:<10}{:<10}{:>14}{:>16}{:>14}\n",
+            "screen", "panel", "first frame B", "per frame B", "SPI ms @40MHz"
+        );
+        for p in &self.panels {
+            text += &format!(
+                "{:<10}{:<10}{:>14}{:>16.0}{:>14.2}\n",
+                p.screen, p.controller, p.full_frame_bytes, p.bytes_per_frame, p.spi_ms_at_40mhz
+            );
         }
         text
     }

@@ -13,6 +13,8 @@ use crate::capture::convert::YuvRange;
 use crate::capture::source::{SourceSpec, SpecError};
 use crate::classify::CropSettings;
 use crate::output::display::DisplayTarget;
+use crate::output::panel::driver::{Controller, PanelGeometry};
+use crate::output::panel::linux::PanelWiring;
 use crate::track::TrackerSettings;
 
 /// Where the config is read from when `--config` is not given.
@@ -149,18 +151,52 @@ impl Default for SerialConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DisplayConfig {
-    /// `none` (headless) or `png:DIR` (the simulator: screens written as PNG files).
+    /// `none` (headless), `png:DIR` (the simulator: screens written as PNG files), or a
+    /// panel controller: `st7789`, `ili9341`.
     pub kind: String,
     /// Screen size in pixels, after rotation (240x240, 240x320 and 320x240 are laid out).
     pub width: u32,
     pub height: u32,
     /// Draw every Nth camera frame.
     pub every: u32,
+    /// The panel's spidev device and SPI clock.
+    pub spi: String,
+    pub spi_hz: u32,
+    /// The GPIO chip of the pins below, and the pins (GPIO numbers, not header pins).
+    pub gpio_chip: String,
+    pub dc_pin: u32,
+    /// Not wired when left out.
+    pub reset_pin: Option<u32>,
+    pub backlight_pin: Option<u32>,
+    /// Clockwise degrees: 0, 90, 180 or 270.
+    pub rotation: u16,
+    /// Colour inversion (most ST7789 IPS modules need it) and BGR subpixel order.
+    pub invert: bool,
+    pub bgr: bool,
+    /// Start of the visible area in the controller's memory.
+    pub offset_x: u16,
+    pub offset_y: u16,
 }
 
 impl Default for DisplayConfig {
     fn default() -> Self {
-        Self { kind: "none".to_owned(), width: 320, height: 240, every: 1 }
+        Self {
+            kind: "none".to_owned(),
+            width: 320,
+            height: 240,
+            every: 1,
+            spi: "/dev/spidev0.0".to_owned(),
+            spi_hz: 40_000_000,
+            gpio_chip: "/dev/gpiochip0".to_owned(),
+            dc_pin: 25,
+            reset_pin: None,
+            backlight_pin: None,
+            rotation: 0,
+            invert: false,
+            bgr: false,
+            offset_x: 0,
+            offset_y: 0,
+        }
     }
 }
 
@@ -323,8 +359,6 @@ impl Config {
             return Err(invalid("serial.queue", "0".into(), "must be at least 1".into()));
         }
         let display = &self.display;
-        let display_target = DisplayTarget::parse(&display.kind)
-            .ok_or_else(|| invalid("display.kind", format!("{:?}", display.kind), "expected none or png:DIR".into()))?;
         if !(16..=4096).contains(&display.width) || !(16..=4096).contains(&display.height) {
             return Err(invalid(
                 "display.width",
@@ -332,6 +366,19 @@ impl Config {
                 "each side must be within 16..4096".into(),
             ));
         }
+        let display_target = match (DisplayTarget::parse(&display.kind), Controller::parse(&display.kind)) {
+            (Some(target), _) => target,
+            (None, Some(controller)) => {
+                panel_target(display, controller).map_err(|(key, value, reason)| invalid(key, value, reason))?
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "display.kind",
+                    format!("{:?}", display.kind),
+                    "expected none, png:DIR, st7789 or ili9341".into(),
+                ))
+            }
+        };
         if display.every == 0 {
             return Err(invalid("display.every", "0".into(), "must be at least 1".into()));
         }
@@ -360,6 +407,50 @@ impl Config {
             models_dir: (!self.models.dir.is_empty()).then(|| PathBuf::from(&self.models.dir)),
         })
     }
+}
+
+/// A panel from the `[display]` keys, or the key, value and reason of the first bad one.
+fn panel_target(
+    display: &DisplayConfig,
+    controller: Controller,
+) -> Result<DisplayTarget, (&'static str, String, String)> {
+    if ![0, 90, 180, 270].contains(&display.rotation) {
+        return Err(("display.rotation", display.rotation.to_string(), "must be 0, 90, 180 or 270".into()));
+    }
+    if !(100_000..=125_000_000).contains(&display.spi_hz) {
+        return Err(("display.spi_hz", display.spi_hz.to_string(), "must be within 100000..125000000".into()));
+    }
+    // Both controllers drive 240x320 pixels in portrait.
+    let (across, down) = if display.rotation % 180 == 0 { (240, 320) } else { (320, 240) };
+    let (offset_x, offset_y) = (u32::from(display.offset_x), u32::from(display.offset_y));
+    if display.width + offset_x > across || display.height + offset_y > down {
+        return Err((
+            "display.width",
+            format!("{}x{} at offset {offset_x},{offset_y}", display.width, display.height),
+            format!("{} at rotation {} has {across}x{down} pixels", display.kind, display.rotation),
+        ));
+    }
+    let to_u16 = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+    Ok(DisplayTarget::Panel {
+        wiring: PanelWiring {
+            spi: PathBuf::from(&display.spi),
+            clock_hz: display.spi_hz,
+            gpio_chip: PathBuf::from(&display.gpio_chip),
+            dc_line: display.dc_pin,
+            reset_line: display.reset_pin,
+            backlight_line: display.backlight_pin,
+        },
+        geometry: PanelGeometry {
+            controller,
+            width: to_u16(display.width),
+            height: to_u16(display.height),
+            rotation: display.rotation,
+            invert: display.invert,
+            bgr: display.bgr,
+            offset_x: display.offset_x,
+            offset_y: display.offset_y,
+        },
+    })
 }
 
 /// The config key of a tracker setting (the names match the struct fields).
@@ -429,7 +520,10 @@ mod tests {
             ("[source]\nyuv_range = \"studio\"", "source.yuv_range"),
             ("[source]\nuri = \"stdin:rgb24:640x480\"", "source.uri"),
             ("[source]\nformat = \"h264\"", "source.format"),
-            ("[display]\nkind = \"st7789\"", "display.kind"),
+            ("[display]\nkind = \"ssd1306\"", "display.kind"),
+            ("[display]\nkind = \"st7789\"\nrotation = 45", "display.rotation"),
+            ("[display]\nkind = \"ili9341\"\nwidth = 320\nheight = 240", "display.width"),
+            ("[display]\nkind = \"st7789\"\nspi_hz = 0", "display.spi_hz"),
             ("[display]\nevery = 0", "display.every"),
             ("[display]\nwidth = 8", "display.width"),
         ];
@@ -439,6 +533,34 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_panel_kind_takes_its_wiring_and_geometry_from_the_display_keys() {
+        let text = "[display]\nkind = \"st7789\"\nwidth = 240\nheight = 240\nreset_pin = 27\nbacklight_pin = 24\n\
+                    rotation = 180\ninvert = true\noffset_y = 80\nspi = \"/dev/spidev0.1\"";
+        let settings = parse(text).unwrap();
+        let expected = DisplayTarget::Panel {
+            wiring: PanelWiring {
+                spi: PathBuf::from("/dev/spidev0.1"),
+                clock_hz: 40_000_000,
+                gpio_chip: PathBuf::from("/dev/gpiochip0"),
+                dc_line: 25,
+                reset_line: Some(27),
+                backlight_line: Some(24),
+            },
+            geometry: PanelGeometry {
+                controller: Controller::St7789,
+                width: 240,
+                height: 240,
+                rotation: 180,
+                invert: true,
+                bgr: false,
+                offset_x: 0,
+                offset_y: 80,
+            },
+        };
+        assert_eq!(settings.display, expected);
     }
 
     #[test]

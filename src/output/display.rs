@@ -1,19 +1,24 @@
 //! The display output of the live loop: the UI rendered on its own thread, so drawing
-//! never slows the camera. `png:DIR` writes the rendered screens as PNG files (the
-//! simulator); SPI panels plug in here as further targets.
+//! and SPI transfers never slow the camera. The rendered screen goes to an SPI panel,
+//! or to PNG files with `png:DIR` (the simulator).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
+use crate::output::panel::driver::PanelGeometry;
+use crate::output::panel::linux::{open_panel, OpenPanel, PanelWiring};
 use crate::output::ui::{draw_ui, Framebuffer, UiFace, UiState, UiStatus};
 use crate::threads::join_within;
 use crate::track::Track;
+
+/// How long a panel that failed to open or write waits before the next attempt.
+const PANEL_RETRY: Duration = Duration::from_secs(2);
 
 /// Where screens go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,10 +27,12 @@ pub enum DisplayTarget {
     None,
     /// Every rendered screen as `DIR/screen_NNNNNN.png` (numbered by camera frame).
     Png(PathBuf),
+    /// An SPI panel.
+    Panel { wiring: PanelWiring, geometry: PanelGeometry },
 }
 
 impl DisplayTarget {
-    /// `none` or `png:DIR`.
+    /// `none` or `png:DIR`; panels are assembled from the `[display]` keys by the config.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "none" => Some(Self::None),
@@ -89,13 +96,22 @@ impl Display {
         height: u32,
         class_names: Vec<String>,
     ) -> std::io::Result<Option<Self>> {
-        let DisplayTarget::Png(dir) = target else { return Ok(None) };
-        std::fs::create_dir_all(dir)
-            .map_err(|err| std::io::Error::new(err.kind(), format!("display folder {}: {err}", dir.display())))?;
+        let sink: Box<dyn ScreenSink> = match target {
+            DisplayTarget::None => return Ok(None),
+            DisplayTarget::Png(dir) => {
+                std::fs::create_dir_all(dir).map_err(|err| {
+                    std::io::Error::new(err.kind(), format!("display folder {}: {err}", dir.display()))
+                })?;
+                Box::new(PngSink { dir: dir.clone() })
+            }
+            DisplayTarget::Panel { wiring, geometry } => {
+                Box::new(PanelSink { wiring: wiring.clone(), geometry: *geometry, panel: None, next_attempt: None })
+            }
+        };
         // One screen in flight: a newer one is worth more than a queue of old ones.
         let (sender, receiver) = sync_channel(1);
         let counters = Arc::new(Counters::default());
-        let renderer = PngRenderer { dir: dir.clone(), width, height, class_names, counters: counters.clone() };
+        let renderer = Renderer { width, height, class_names, counters: counters.clone(), sink };
         let thread = std::thread::Builder::new().name("display".into()).spawn(move || renderer.run(receiver))?;
         Ok(Some(Self { sender: Some(sender), counters, thread: Some(thread) }))
     }
@@ -126,16 +142,64 @@ impl Display {
     }
 }
 
-struct PngRenderer {
+/// Where a rendered screen goes.
+trait ScreenSink: Send {
+    /// Shows `screen`, the UI for camera frame `index`.
+    fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<(), String>;
+}
+
+struct PngSink {
     dir: PathBuf,
+}
+
+impl ScreenSink for PngSink {
+    fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<(), String> {
+        let path = self.dir.join(format!("screen_{index:06}.png"));
+        screen.to_rgb_image().save(&path).map_err(|err| format!("cannot write {}: {err}", path.display()))
+    }
+}
+
+/// A panel opened on first use and reopened (reset and initialised again) after an
+/// error, at most every [`PANEL_RETRY`].
+struct PanelSink {
+    wiring: PanelWiring,
+    geometry: PanelGeometry,
+    panel: Option<OpenPanel>,
+    next_attempt: Option<Instant>,
+}
+
+impl ScreenSink for PanelSink {
+    fn show(&mut self, screen: &Framebuffer, _index: u64) -> Result<(), String> {
+        let panel = match &mut self.panel {
+            Some(panel) => panel,
+            None => {
+                if self.next_attempt.is_some_and(|at| Instant::now() < at) {
+                    return Err(format!("{}: waiting to reopen", self.wiring.spi.display()));
+                }
+                self.next_attempt = Some(Instant::now() + PANEL_RETRY);
+                let opened = open_panel(&self.wiring, &self.geometry)?;
+                log::info!("display: {:?} on {} ready", self.geometry.controller, self.wiring.spi.display());
+                self.panel.insert(opened)
+            }
+        };
+        if let Err(err) = panel.writer.push(screen) {
+            self.panel = None;
+            return Err(format!("{}: {err}", self.wiring.spi.display()));
+        }
+        Ok(())
+    }
+}
+
+struct Renderer {
     width: u32,
     height: u32,
     class_names: Vec<String>,
     counters: Arc<Counters>,
+    sink: Box<dyn ScreenSink>,
 }
 
-impl PngRenderer {
-    fn run(self, receiver: Receiver<Screen>) {
+impl Renderer {
+    fn run(mut self, receiver: Receiver<Screen>) {
         let mut framebuffer = Framebuffer::new(self.width, self.height);
         while let Ok(screen) = receiver.recv() {
             let status = if screen.faces.is_empty() { UiStatus::NoFace } else { UiStatus::Running };
@@ -148,15 +212,14 @@ impl PngRenderer {
             };
             // The framebuffer's drawing cannot fail (its error type is Infallible).
             let Ok(()) = draw_ui(&mut framebuffer, &state);
-            let path = self.dir.join(format!("screen_{:06}.png", screen.index));
-            match framebuffer.to_rgb_image().save(&path) {
+            match self.sink.show(&framebuffer, screen.index) {
                 Ok(()) => {
                     self.counters.rendered.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(err) => {
                     let n = self.counters.failures.fetch_add(1, Ordering::Relaxed) + 1;
                     if n.is_power_of_two() {
-                        log::warn!("display: cannot write {}: {err} ({n} failures so far)", path.display());
+                        log::warn!("display: {err} ({n} failures so far)");
                     }
                 }
             }

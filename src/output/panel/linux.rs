@@ -8,7 +8,8 @@ use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
 use linux_embedded_hal::spidev::{SpiModeFlags, SpidevOptions};
 use linux_embedded_hal::{CdevPin, Delay, SpidevDevice};
 
-use crate::output::panel::driver::{init_panel, PanelDriver, PanelGeometry};
+use crate::output::panel::bands::PanelWriter;
+use crate::output::panel::driver::{init_panel, PanelGeometry};
 use crate::output::panel::interface::SPIDEV_CHUNK;
 
 /// Where the panel is wired.
@@ -26,7 +27,7 @@ pub struct PanelWiring {
 
 /// An open panel and its backlight, which is switched off when this is dropped.
 pub struct OpenPanel {
-    pub driver: Box<dyn PanelDriver>,
+    pub writer: PanelWriter,
     backlight: Option<CdevPin>,
 }
 
@@ -62,5 +63,5 @@ pub fn open_panel(wiring: &PanelWiring, geometry: &PanelGeometry) -> Result<Open
     let backlight = wiring.backlight_line.map(|line| output(line, 1, "display backlight")).transpose()?;
     let driver =
         init_panel(geometry, spi, dc, reset, SPIDEV_CHUNK, &mut Delay).map_err(|err| format!("{spi_name}: {err}"))?;
-    Ok(OpenPanel { driver, backlight })
+    Ok(OpenPanel { writer: PanelWriter::new(driver), backlight })
 }
