@@ -4,6 +4,7 @@
 //! Unknown keys and out-of-range values are errors that name the key (and, for syntax
 //! errors, the line), so a typo never silently falls back to a default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ pub struct Config {
     pub track: TrackConfig,
     pub serial: SerialConfig,
     pub display: DisplayConfig,
+    pub leds: LedsConfig,
     pub models: ModelsConfig,
 }
 
@@ -200,6 +202,37 @@ impl Default for DisplayConfig {
     }
 }
 
+/// `[leds]`: LEDs showing the main face's emotion.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedsConfig {
+    /// `none`, `gpio` (one LED per emotion, `pins`) or `rgb` (one RGB LED, `rgb_pins`).
+    pub kind: String,
+    /// Emotion name → GPIO number; emotions left out have no LED.
+    pub pins: BTreeMap<String, u8>,
+    /// Red, green and blue GPIO numbers of the RGB LED.
+    pub rgb_pins: [u8; 3],
+    /// An RGB LED whose common leg goes to 3.3 V lights when its pins are low.
+    pub common_anode: bool,
+}
+
+impl Default for LedsConfig {
+    fn default() -> Self {
+        Self { kind: "none".to_owned(), pins: BTreeMap::new(), rgb_pins: [17, 27, 22], common_anode: false }
+    }
+}
+
+/// The LEDs in effect; emotion names are matched to the model's classes when it is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedSettings {
+    None,
+    PerEmotion(BTreeMap<String, u8>),
+    Rgb { pins: [u8; 3], common_anode: bool },
+}
+
+/// The highest GPIO number on the Pi's 40-pin header.
+const HEADER_GPIO_MAX: u8 = 27;
+
 /// `[models]`: where the ONNX models are.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -251,6 +284,7 @@ pub struct RunSettings {
     /// Draw every Nth frame.
     pub display_every: u32,
     pub models_dir: Option<PathBuf>,
+    pub leds: LedSettings,
 }
 
 /// What the capture thread needs besides the source itself.
@@ -405,8 +439,36 @@ impl Config {
             display_size: (display.width, display.height),
             display_every: display.every,
             models_dir: (!self.models.dir.is_empty()).then(|| PathBuf::from(&self.models.dir)),
+            leds: led_settings(&self.leds).map_err(|(key, value, reason)| invalid(key, value, reason))?,
         })
     }
+}
+
+/// The LEDs from the `[leds]` keys, or the key, value and reason of the first bad one.
+fn led_settings(leds: &LedsConfig) -> Result<LedSettings, (&'static str, String, String)> {
+    let pins: Vec<u8> = match leds.kind.as_str() {
+        "none" => return Ok(LedSettings::None),
+        "gpio" if leds.pins.is_empty() => {
+            return Err(("leds.pins", "{}".into(), "kind gpio needs at least one emotion = GPIO".into()))
+        }
+        "gpio" => leds.pins.values().copied().collect(),
+        "rgb" => leds.rgb_pins.to_vec(),
+        other => return Err(("leds.kind", format!("{other:?}"), "expected none, gpio or rgb".into())),
+    };
+    let key = if leds.kind == "gpio" { "leds.pins" } else { "leds.rgb_pins" };
+    if let Some(pin) = pins.iter().find(|&&p| p > HEADER_GPIO_MAX) {
+        return Err((key, pin.to_string(), format!("GPIO numbers on the header are 0..={HEADER_GPIO_MAX}")));
+    }
+    let mut sorted = pins.clone();
+    sorted.sort_unstable();
+    if let Some(pair) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        return Err((key, pair[0].to_string(), "a GPIO can drive only one LED".into()));
+    }
+    Ok(if leds.kind == "gpio" {
+        LedSettings::PerEmotion(leds.pins.clone())
+    } else {
+        LedSettings::Rgb { pins: leds.rgb_pins, common_anode: leds.common_anode }
+    })
 }
 
 /// A panel from the `[display]` keys, or the key, value and reason of the first bad one.
@@ -521,6 +583,10 @@ mod tests {
             ("[source]\nuri = \"stdin:rgb24:640x480\"", "source.uri"),
             ("[source]\nformat = \"h264\"", "source.format"),
             ("[display]\nkind = \"ssd1306\"", "display.kind"),
+            ("[leds]\nkind = \"neopixel\"", "leds.kind"),
+            ("[leds]\nkind = \"gpio\"", "leds.pins"),
+            ("[leds]\nkind = \"gpio\"\npins = { happy = 19, sad = 19 }", "leds.pins"),
+            ("[leds]\nkind = \"rgb\"\nrgb_pins = [17, 27, 40]", "leds.rgb_pins"),
             ("[display]\nkind = \"st7789\"\nrotation = 45", "display.rotation"),
             ("[display]\nkind = \"ili9341\"\nwidth = 320\nheight = 240", "display.width"),
             ("[display]\nkind = \"st7789\"\nspi_hz = 0", "display.spi_hz"),

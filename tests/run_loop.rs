@@ -117,6 +117,38 @@ fn bad_config_is_reported_before_start() {
 }
 
 #[test]
+fn an_led_for_an_emotion_the_model_lacks_is_an_error_before_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("leds.toml");
+    std::fs::write(&config, "[leds]\nkind = \"gpio\"\n[leds.pins]\nhapy = 19\n").unwrap();
+    let output = emotion_pi()
+        .args(["run", "--serial", "none", "--source", "tests/fixtures", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("leds.pins.hapy") && stderr.contains("happy"), "{stderr}");
+}
+
+#[test]
+fn leds_that_cannot_be_claimed_leave_the_device_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("leds.toml");
+    // This machine has no Raspberry Pi GPIO.
+    std::fs::write(&config, "[leds]\nkind = \"gpio\"\n[leds.pins]\nhappy = 19\n").unwrap();
+    let output = emotion_pi()
+        .args(["run", "--serial", "stdout", "--source", "tests/fixtures", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("leds: GPIO") && stderr.contains("running without them"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("\"event\":\"new\""));
+}
+
+#[test]
 fn missing_folder_source_is_an_error_not_a_wait() {
     let output = emotion_pi()
         .args(["run", "--serial", "none", "--source", "/nonexistent/frames", "--config", "/dev/null"])

@@ -1,5 +1,6 @@
 //! Wiring the live loop to its source and outputs from the checked settings.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -9,10 +10,12 @@ use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
 use crate::capture::images::ImageSource;
 use crate::capture::source::SourceSpec;
 use crate::capture::thread::{Backoff, Capture};
-use crate::config::RunSettings;
+use crate::config::{LedSettings, RunSettings};
 use crate::detect::DetectorSettings;
 use crate::live::{FrameReport, LiveLoop, LoopOptions, LoopSummary};
 use crate::output::display::{Display, Screen};
+use crate::output::leds::rppal_pins::RppalPins;
+use crate::output::leds::{LedLayout, Leds};
 use crate::output::line_sink::LineSink;
 use crate::output::serial::{target_name, writer_opener};
 use crate::service::{self, Watchdog};
@@ -56,11 +59,21 @@ pub fn run_device(
     let display =
         Display::start(&settings.display, width, height, analyzer.classifier().metadata().class_names.clone())
             .context("starting the display")?;
+    let mut leds = open_leds(&settings.leds, &analyzer.classifier().metadata().class_names)?;
+    let mut led_failures = 0u64;
     let every = u64::from(settings.display_every);
     let mut outputs = |report: &FrameReport| {
         if let Some(display) = &display {
             if report.frame.index % every == 0 {
                 display.offer(Screen::new(report.frame.index, &report.frame.frame.rgb, report.tracks, report.fps));
+            }
+        }
+        if let Some(leds) = &mut leds {
+            if let Err(err) = leds.show(report.tracks) {
+                led_failures += 1;
+                if led_failures.is_power_of_two() {
+                    log::warn!("leds: {err} ({led_failures} failures so far)");
+                }
             }
         }
         on_frame(report);
@@ -84,4 +97,31 @@ pub fn run_device(
         summary.log = sink.close(SHUTDOWN_GRACE);
     }
     Ok(summary)
+}
+
+/// The configured LEDs on the Pi's GPIO. Emotion names must be the model's classes
+/// (an error before start); LEDs that cannot be claimed leave the device running
+/// without them, since the log and display still work.
+fn open_leds(settings: &LedSettings, class_names: &[String]) -> anyhow::Result<Option<Leds>> {
+    let layout = match settings {
+        LedSettings::None => return Ok(None),
+        LedSettings::Rgb { pins, common_anode } => LedLayout::Rgb { pins: *pins, common_anode: *common_anode },
+        LedSettings::PerEmotion(pins) => {
+            let mut by_class = BTreeMap::new();
+            for (name, &pin) in pins {
+                let class = class_names.iter().position(|c| c == name).with_context(|| {
+                    format!("config leds.pins.{name}: not one of the model's classes ({})", class_names.join(", "))
+                })?;
+                by_class.insert(class, pin);
+            }
+            LedLayout::PerEmotion(by_class)
+        }
+    };
+    match RppalPins::open(&layout.pins()).and_then(|pins| Leds::new(layout, Box::new(pins))) {
+        Ok(leds) => Ok(Some(leds)),
+        Err(err) => {
+            log::error!("leds: {err}; running without them");
+            Ok(None)
+        }
+    }
 }

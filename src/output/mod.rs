@@ -3,6 +3,7 @@
 pub mod display;
 pub mod emotion_log;
 pub mod image_canvas;
+pub mod leds;
 pub mod line_sink;
 pub mod panel;
 pub mod serial;

@@ -68,10 +68,11 @@ const LABEL_FONT: &MonoFont<'static> = &FONT_6X10;
 const STATUS_FONT: &MonoFont<'static> = &FONT_10X20;
 const FPS_FONT: &MonoFont<'static> = &FONT_6X10;
 
-/// The colour of class `class`, for its face boxes, labels and bar. The palette follows
-/// the FER2013 order (angry, disgust, fear, happy, sad, surprise, neutral) so each emotion
-/// gets a colour people associate with it; models with more classes reuse the palette.
-pub fn emotion_color(class: usize) -> Rgb565 {
+/// The colour of class `class` in 8-bit RGB, shared by the screen and an RGB LED. The
+/// palette follows the FER2013 order (angry, disgust, fear, happy, sad, surprise,
+/// neutral) so each emotion gets a colour people associate with it; models with more
+/// classes reuse the palette.
+pub fn emotion_rgb(class: usize) -> (u8, u8, u8) {
     const PALETTE: [(u8, u8, u8); 7] = [
         (230, 40, 40),   // angry: red
         (60, 170, 60),   // disgust: green
@@ -81,7 +82,12 @@ pub fn emotion_color(class: usize) -> Rgb565 {
         (255, 140, 0),   // surprise: orange
         (170, 170, 170), // neutral: grey
     ];
-    let (r, g, b) = PALETTE[class % PALETTE.len()];
+    PALETTE[class % PALETTE.len()]
+}
+
+/// [`emotion_rgb`] for the screen: face boxes, labels and bars.
+pub fn emotion_color(class: usize) -> Rgb565 {
+    let (r, g, b) = emotion_rgb(class);
     Rgb565::new(r >> 3, g >> 2, b >> 3)
 }
 
