@@ -3,6 +3,11 @@
 //! The modules follow the pipeline: [`capture`] → [`detect`] → [`classify`] →
 //! [`track`] → [`output`], with [`analyze`] joining detection and classification,
 //! [`live`] running them on a camera and [`bulk`] over files.
+//!
+//! Outside tests the library may not `unwrap`, `expect` or `panic!`: every failure on
+//! an input, device or I/O path is an error the caller reports (`.ci/run` runs clippy
+//! with these lints as errors).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod analyze;
 pub mod bench;
