@@ -218,7 +218,7 @@ pub struct LedsConfig {
 
 impl Default for LedsConfig {
     fn default() -> Self {
-        Self { kind: "none".to_owned(), pins: BTreeMap::new(), rgb_pins: [17, 27, 22], common_anode: false }
+        Self { kind: "none".to_owned(), pins: BTreeMap::new(), rgb_pins: [17, 22, 23], common_anode: false }
     }
 }
 
