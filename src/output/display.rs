@@ -105,15 +105,26 @@ impl Display {
                 Box::new(PngSink { dir: dir.clone() })
             }
             DisplayTarget::Panel { wiring, geometry } => {
-                Box::new(PanelSink { wiring: wiring.clone(), geometry: *geometry, panel: None, next_attempt: None })
+                let (wiring, geometry) = (wiring.clone(), *geometry);
+                Box::new(PanelSink {
+                    name: format!("{:?} on {}", geometry.controller, wiring.spi.display()),
+                    open: Box::new(move || open_panel(&wiring, &geometry)),
+                    panel: None,
+                    next_attempt: None,
+                    retry: PANEL_RETRY,
+                })
             }
         };
+        Self::spawn(sink, width, height, class_names).map(Some)
+    }
+
+    fn spawn(sink: Box<dyn ScreenSink>, width: u32, height: u32, class_names: Vec<String>) -> std::io::Result<Self> {
         // One screen in flight: a newer one is worth more than a queue of old ones.
         let (sender, receiver) = sync_channel(1);
         let counters = Arc::new(Counters::default());
         let renderer = Renderer { width, height, class_names, counters: counters.clone(), sink };
         let thread = std::thread::Builder::new().name("display".into()).spawn(move || renderer.run(receiver))?;
-        Ok(Some(Self { sender: Some(sender), counters, thread: Some(thread) }))
+        Ok(Self { sender: Some(sender), counters, thread: Some(thread) })
     }
 
     /// Hands `screen` to the display thread, or skips it if the thread is busy.
@@ -160,12 +171,13 @@ impl ScreenSink for PngSink {
 }
 
 /// A panel opened on first use and reopened (reset and initialised again) after an
-/// error, at most every [`PANEL_RETRY`].
+/// error, at most every `retry`.
 struct PanelSink {
-    wiring: PanelWiring,
-    geometry: PanelGeometry,
+    name: String,
+    open: Box<dyn FnMut() -> Result<OpenPanel, String> + Send>,
     panel: Option<OpenPanel>,
     next_attempt: Option<Instant>,
+    retry: Duration,
 }
 
 impl ScreenSink for PanelSink {
@@ -174,17 +186,17 @@ impl ScreenSink for PanelSink {
             Some(panel) => panel,
             None => {
                 if self.next_attempt.is_some_and(|at| Instant::now() < at) {
-                    return Err(format!("{}: waiting to reopen", self.wiring.spi.display()));
+                    return Err(format!("{}: waiting to reopen", self.name));
                 }
-                self.next_attempt = Some(Instant::now() + PANEL_RETRY);
-                let opened = open_panel(&self.wiring, &self.geometry)?;
-                log::info!("display: {:?} on {} ready", self.geometry.controller, self.wiring.spi.display());
+                self.next_attempt = Some(Instant::now() + self.retry);
+                let opened = (self.open)().map_err(|err| format!("{}: {err}", self.name))?;
+                log::info!("display: {} ready", self.name);
                 self.panel.insert(opened)
             }
         };
         if let Err(err) = panel.writer.push(screen) {
             self.panel = None;
-            return Err(format!("{}: {err}", self.wiring.spi.display()));
+            return Err(format!("{}: {err}", self.name));
         }
         Ok(())
     }
@@ -230,6 +242,78 @@ impl Renderer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::panel::bands::PanelWriter;
+    use crate::output::panel::driver::{init_panel, Controller};
+    use crate::output::panel::fake_bus::{FakeBus, FakePin, NoDelay};
+    use crate::output::panel::interface::SPIDEV_CHUNK;
+
+    const SLPOUT: u8 = 0x11;
+    const RAMWR: u8 = 0x2C;
+
+    fn blank_screen(index: u64) -> Screen {
+        Screen {
+            index,
+            frame: RgbImage::from_pixel(64, 48, image::Rgb([(index * 40 % 256) as u8, 90, 30])),
+            faces: vec![],
+            fps: 10.0,
+        }
+    }
+
+    /// Offers screens until `done` holds for the counts, or panics after 10 s.
+    fn offer_until(display: &Display, mut index: u64, done: impl Fn(DisplayCounts) -> bool) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(display.counts()) {
+            assert!(Instant::now() < deadline, "display stuck at {:?}", display.counts());
+            display.offer(blank_screen(index));
+            index += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        index
+    }
+
+    #[test]
+    fn a_panel_that_fails_is_reinitialised_and_screens_flow_again() {
+        let bus = FakeBus::new(true);
+        let wire = bus.clone();
+        let geometry = PanelGeometry {
+            controller: Controller::St7789,
+            width: 240,
+            height: 240,
+            rotation: 0,
+            invert: true,
+            bgr: false,
+            offset_x: 0,
+            offset_y: 0,
+        };
+        let sink = PanelSink {
+            name: "fake panel".into(),
+            open: Box::new(move || {
+                let driver =
+                    init_panel(&geometry, wire.spi(), wire.dc_pin(), None::<FakePin>, SPIDEV_CHUNK, &mut NoDelay)?;
+                Ok(OpenPanel::without_backlight(PanelWriter::new(driver)))
+            }),
+            panel: None,
+            next_attempt: None,
+            retry: Duration::from_millis(50),
+        };
+        let names = vec!["happy".to_owned()];
+        let display = Display::spawn(Box::new(sink), 240, 240, names).unwrap();
+        let index = offer_until(&display, 0, |c| c.rendered >= 1);
+        assert!(bus.take_commands().iter().any(|c| c.code == SLPOUT));
+
+        bus.set_failing(true);
+        let index = offer_until(&display, index, |c| c.failures >= 3);
+        let rendered = display.counts().rendered;
+
+        bus.set_failing(false);
+        bus.take_commands();
+        offer_until(&display, index, |c| c.rendered > rendered);
+        let codes: Vec<u8> = bus.take_commands().iter().map(|c| c.code).collect();
+        let init = codes.iter().position(|&c| c == SLPOUT).expect("panel initialised again");
+        assert!(codes[init..].contains(&RAMWR), "{codes:02x?}");
+        let counts = display.close(Duration::from_secs(2));
+        assert!(counts.failures >= 3 && counts.rendered > rendered, "{counts:?}");
+    }
 
     #[test]
     fn parses_targets() {

@@ -30,6 +30,7 @@ struct Wire {
     writes: Vec<Write>,
     bytes: usize,
     keep: bool,
+    failing: bool,
     reset_levels: Vec<bool>,
 }
 
@@ -61,6 +62,11 @@ impl FakeBus {
 
     pub fn reset_pin(&self) -> FakePin {
         FakePin { bus: self.clone(), role: PinRole::Reset }
+    }
+
+    /// Makes every SPI write fail (a panel unplugged or a bus error) until cleared.
+    pub fn set_failing(&self, failing: bool) {
+        self.lock().failing = failing;
     }
 
     /// Bytes written since the last [`FakeBus::take_byte_count`].
@@ -109,6 +115,9 @@ impl ErrorType for FakeSpi {
 impl SpiDevice for FakeSpi {
     fn transaction(&mut self, operations: &mut [Operation<'_, u8>]) -> Result<(), Self::Error> {
         let mut wire = self.bus.lock();
+        if wire.failing {
+            return Err(ErrorKind::Other);
+        }
         for operation in operations {
             if let Operation::Write(bytes) = operation {
                 wire.bytes += bytes.len();

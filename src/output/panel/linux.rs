@@ -31,6 +31,13 @@ pub struct OpenPanel {
     backlight: Option<CdevPin>,
 }
 
+impl OpenPanel {
+    /// A panel whose backlight is not switched by this program.
+    pub fn without_backlight(writer: PanelWriter) -> Self {
+        Self { writer, backlight: None }
+    }
+}
+
 impl Drop for OpenPanel {
     fn drop(&mut self) {
         if let Some(pin) = &mut self.backlight {
