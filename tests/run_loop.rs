@@ -377,3 +377,51 @@ fn watchdog_pings_stop_while_the_source_blocks_and_resume_with_frames() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_full_disk_for_the_log_file_loses_no_accepted_line_once_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("astronaut.png"), dir.path().join("a.png")).unwrap();
+    let config = dir.path().join("fast_retry.toml");
+    std::fs::write(&config, "[source]\nretry_initial_ms = 50\nretry_max_ms = 200\n").unwrap();
+    let log = dir.path().join("emotions.jsonl");
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    std::os::unix::fs::symlink("/dev/full", &log).unwrap();
+    let mut child = emotion_pi()
+        .args(["run", "--loop", "--fps", "20", "--config"])
+        .arg(&config)
+        .arg("--source")
+        .arg(dir.path().join("a.png"))
+        .arg("--serial")
+        .arg(&log)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let warned = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    // Let the face appear and its `new` line be accepted while the disk is full.
+    std::thread::sleep(Duration::from_secs(3));
+    let fault_ended = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    std::fs::remove_file(&log).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"heartbeat\"")) {
+        assert!(Instant::now() < deadline, "log never recovered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // The face appeared once, during the fault: its line was queued, not dropped.
+    let new: Vec<&Value> = lines.iter().filter(|v| v["event"] == "new").collect();
+    assert_eq!(new.len(), 1, "{text}");
+    assert!(new[0]["time"].as_str().unwrap() < fault_ended.as_str(), "{text}");
+    assert!(lines.iter().all(|v| v.get("log_dropped").is_none_or(|d| d == 0)), "{text}");
+    assert_eq!(lines.last().unwrap()["status"], "stopped");
+    let stderr = warned.join().unwrap();
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+}
