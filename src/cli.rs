@@ -1,7 +1,7 @@
 //! Command-line interface: flags parsed by clap, then handed to the library.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
 use crate::bench::{run_bench, BenchOptions};
 use crate::bulk::classify_files::{classify_paths, RowFormat};
-use crate::bulk::eval::evaluate;
+use crate::bulk::eval::{evaluate, Evaluation};
 use crate::bulk::fer::{self, Usage};
 use crate::classify::{CropSettings, TractClassifier};
 use crate::config::{Config, ConfigError, RunSettings};
@@ -210,6 +210,9 @@ pub struct EvalArgs {
     /// One JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also write each face's true and predicted class as CSV (row,label,predicted), in input order.
+    #[arg(long, value_name = "FILE")]
+    pub predictions: Option<PathBuf>,
     #[command(flatten)]
     pub models: ModelArgs,
 }
@@ -301,7 +304,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if faces.is_empty() {
                 anyhow::bail!("{}: no {:?} faces to evaluate", args.path.display(), args.usage);
             }
-            let report = evaluate(&classifier, &faces, &progress_bar())?;
+            let Evaluation { report, predictions } = evaluate(&classifier, &faces, &progress_bar())?;
+            if let Some(path) = &args.predictions {
+                write_predictions(path, &faces, &predictions, &classifier.metadata().class_names)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -344,6 +351,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `row,label,predicted` per face; labels are FER2013 names, predictions the model's.
+fn write_predictions(
+    path: &Path,
+    faces: &[fer::LabelledFace],
+    predicted: &[usize],
+    names: &[String],
+) -> anyhow::Result<()> {
+    let mut out = csv::Writer::from_path(path)?;
+    out.write_record(["row", "label", "predicted"])?;
+    for (row, (face, &class)) in faces.iter().zip(predicted).enumerate() {
+        let predicted_name = names.get(class).map_or("?", String::as_str);
+        out.write_record([row.to_string().as_str(), fer::FER_CLASSES[face.label], predicted_name])?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// `emotion-pi run`: checks the settings, then runs until the source ends or SIGINT/SIGTERM.

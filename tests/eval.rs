@@ -34,7 +34,10 @@ fn public_test_accuracy_matches_tools_evaluation() {
         &std::fs::read_to_string(root().join("models/emotion_mobilenet_int8.publictest.json")).expect("tools report"),
     )
     .expect("JSON");
-    let (code, stdout, stderr) = eval(&[data.to_str().unwrap(), "--usage", "PublicTest", "--json"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = dir.path().join("predictions.csv");
+    let (code, stdout, stderr) =
+        eval(&[data.to_str().unwrap(), "--usage", "PublicTest", "--json", "--predictions", rows.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stderr}");
     let ours: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
     assert_eq!(ours["n"], 3589);
@@ -44,6 +47,24 @@ fn public_test_accuracy_matches_tools_evaluation() {
     for key in ["macro_f1", "per_class", "confusion"] {
         assert!(ours.get(key).is_some(), "missing {key}");
     }
+
+    // Row by row: tract's top-1 against onnxruntime's (tools/ship.sh stores them).
+    let names: Vec<&String> = expected["per_class"].as_object().expect("classes").keys().collect();
+    let onnxruntime: Vec<&str> = expected["predictions"]
+        .as_array()
+        .expect("per-row predictions in the tools report")
+        .iter()
+        .map(|p| names[p.as_u64().expect("class index") as usize].as_str())
+        .collect();
+    let text = std::fs::read_to_string(&rows).expect("predictions file");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("row,label,predicted"));
+    let tract: Vec<&str> = lines.map(|l| l.rsplit(',').next().expect("predicted column")).collect();
+    assert_eq!(tract.len(), onnxruntime.len());
+    let same = tract.iter().zip(&onnxruntime).filter(|(a, b)| a == b).count();
+    let agreement = same as f64 / tract.len() as f64;
+    eprintln!("tract vs onnxruntime top-1 agreement on PublicTest: {same}/{} = {:.2}%", tract.len(), 100.0 * agreement);
+    assert!(agreement >= 0.995, "agreement {agreement}");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 # Turn a training checkpoint into the shipped model files in models/:
 #   emotion_mobilenet_f32.onnx (reference, not shipped in packages),
 #   emotion_mobilenet_int8.onnx (what the device runs),
-#   emotion_mobilenet_int8.publictest.json (onnxruntime's PublicTest report, checked by `cargo test`).
+#   emotion_mobilenet_int8.publictest.json (onnxruntime's PublicTest report and per-row predictions,
+#   which `cargo test` checks tract against).
 # Usage: tools/ship.sh CHECKPOINT FER2013_CSV [FORM]   (run with the tools venv's python on PATH)
 set -euo pipefail
 checkpoint=${1:?checkpoint (best.pt)}
@@ -15,6 +16,6 @@ python -m emotion_tools export --checkpoint "$checkpoint" --out "$models/emotion
 python -m emotion_tools quantize --model "$models/emotion_mobilenet_f32.onnx" --data "$data" \
   --out "$models/emotion_mobilenet_int8.onnx" --form "$form"
 python -m emotion_tools evaluate --model "$models/emotion_mobilenet_int8.onnx" --data "$data" --usage PublicTest --json \
-  | head -n 1 > "$models/emotion_mobilenet_int8.publictest.json"
+  --with-predictions | head -n 1 > "$models/emotion_mobilenet_int8.publictest.json"
 python -m emotion_tools evaluate --model "$models/emotion_mobilenet_f32.onnx" --model "$models/emotion_mobilenet_int8.onnx" \
   --data "$data" --usage PublicTest

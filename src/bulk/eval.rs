@@ -9,12 +9,19 @@ use crate::model::ModelError;
 
 const BATCH: usize = 64;
 
+/// The report and what the model predicted for each face.
+pub struct Evaluation {
+    pub report: Report,
+    /// Predicted class index (the model's order) per face, in input order.
+    pub predictions: Vec<usize>,
+}
+
 /// Classifies every face and compares with its label; class names follow the model.
 pub fn evaluate(
     classifier: &TractClassifier,
     faces: &[LabelledFace],
     progress: &indicatif::ProgressBar,
-) -> Result<Report, ModelError> {
+) -> Result<Evaluation, ModelError> {
     let names = &classifier.metadata().class_names;
     // FER label index -> model output index, by name, so a model with another class order still scores right.
     let to_model: Vec<usize> = FER_CLASSES
@@ -43,9 +50,10 @@ pub fn evaluate(
         })
         .collect::<Result<_, ModelError>>()?;
     progress.finish_and_clear();
+    let predictions: Vec<usize> = predictions.into_iter().flatten().collect();
     let mut confusion = Confusion::new(names.len());
-    for (face, predicted) in faces.iter().zip(predictions.into_iter().flatten()) {
+    for (face, &predicted) in faces.iter().zip(&predictions) {
         confusion.add(to_model[face.label], predicted);
     }
-    Ok(confusion.report(names))
+    Ok(Evaluation { report: confusion.report(names), predictions })
 }

@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_cmd.add_argument("--data", required=True)
     evaluate_cmd.add_argument("--usage", default="PublicTest", choices=("Training", "PublicTest", "PrivateTest"))
     evaluate_cmd.add_argument("--json", action="store_true", help="one JSON object per model")
+    evaluate_cmd.add_argument(
+        "--with-predictions", action="store_true", help="with --json: add each row's predicted class index, in data order"
+    )
 
     args = parser.parse_args(argv)
     try:
@@ -80,7 +83,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         result, probs = evaluate_onnx(model, args.data, args.usage)
         predictions.append(probs.argmax(1))
         if args.json:
-            print(json.dumps({"model": model, "usage": args.usage, **result}))
+            extra = {"predictions": probs.argmax(1).tolist()} if args.with_predictions else {}
+            print(json.dumps({"model": model, "usage": args.usage, **result, **extra}))
         else:
             print(f"== {model} on {args.usage}\n{format_report(result)}\n")
     for model, other in zip(args.model[1:], predictions[1:]):

@@ -86,6 +86,15 @@ def test_evaluate_json_matches_report(trained, tiny_csv, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out.splitlines()[0])
     assert printed["n"] == 21
     assert sum(map(sum, printed["confusion"])) == 21
+    assert "predictions" not in printed
+
+    args = ["evaluate", "--model", str(float_path), "--data", str(tiny_csv), "--json", "--with-predictions"]
+    assert main(args) == 0
+    with_rows = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert len(with_rows["predictions"]) == 21
+    # The predictions are the rows the confusion matrix counts: its column sums.
+    columns = [sum(row[k] for row in with_rows["confusion"]) for k in range(len(CLASS_NAMES))]
+    assert columns == [with_rows["predictions"].count(k) for k in range(len(CLASS_NAMES))]
 
 
 def test_report_metrics_by_hand():
