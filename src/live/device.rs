@@ -45,6 +45,8 @@ pub fn run_device(
     let analyzer = Analyzer::load(models, analyzer_settings)?;
     let classes = analyzer.classifier().metadata().class_names.len();
     let tracker = Tracker::new(classes, settings.tracker).context("tracker settings")?;
+    let mut leds = open_leds(&settings.leds, &analyzer.classifier().metadata().class_names)?;
+    let mut led_failures = 0u64;
     let backoff = Backoff { initial: settings.capture.retry_initial, max: settings.capture.retry_max };
     let sink = match writer_opener(&settings.serial, settings.baud) {
         Some(opener) => Some(
@@ -59,8 +61,6 @@ pub fn run_device(
     let display =
         Display::start(&settings.display, width, height, analyzer.classifier().metadata().class_names.clone())
             .context("starting the display")?;
-    let mut leds = open_leds(&settings.leds, &analyzer.classifier().metadata().class_names)?;
-    let mut led_failures = 0u64;
     let every = u64::from(settings.display_every);
     let mut outputs = |report: &FrameReport| {
         if let Some(display) = &display {
