@@ -14,7 +14,7 @@ grep -q "^ Package: emotion-pi$" <<<"$info" || fail "package name"
 grep -q "^ Architecture: $arch$" <<<"$info" || fail "architecture is not $arch"
 grep -q "^ Depends: .*adduser" <<<"$info" || fail "postinst needs adduser, not in Depends"
 for script in postinst prerm postrm; do
-    grep -q " $script$" <<<"$info" || fail "no $script maintainer script"
+    grep -qE "[0-9]+ lines +\*? +$script( |$)" <<<"$info" || fail "no $script maintainer script"
 done
 [ "$(dpkg-deb -f "$deb" Architecture)" = "$arch" ] || fail "architecture field"
 
@@ -29,6 +29,9 @@ for path in ./usr/bin/emotion-pi \
 done
 grep -qE " \./(usr/)?lib/systemd/system/emotion-pi\.service$" <<<"$contents" || fail "missing the systemd unit"
 grep -E " \./usr/bin/emotion-pi$" <<<"$contents" | grep -q "^-rwxr-xr-x" || fail "binary not executable"
+# Stripped: with its line tables the binary is about 100 MB, too big for a small SD card.
+size=$(grep -E " \./usr/bin/emotion-pi$" <<<"$contents" | awk '{print $3}')
+[ "$size" -lt 40000000 ] || fail "binary is $size bytes: not stripped?"
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT

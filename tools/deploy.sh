@@ -20,8 +20,8 @@ if [ $# -ne 1 ]; then
 fi
 host=$1
 
-# --no-strip keeps the line tables for readable backtraces in the journal.
-package=$(cargo deb --target "$target" --no-strip | tail -n 1)
+# --strip: the release profile keeps line tables (about 100 MB), which a Pi does not need.
+package=$(cargo deb --target "$target" --strip | tail -n 1)
 if [ ! -f "$package" ]; then
     echo "deploy: cargo deb did not report a package file (got: $package)" >&2
     exit 1
