@@ -78,6 +78,11 @@ pub fn load_csv(path: &Path, usage: Usage) -> Result<Vec<LabelledFace>, FerError
     } else {
         Box::new(BufReader::new(file))
     };
+    read_csv(reader, path, usage)
+}
+
+/// [`load_csv`] on any reader; `path` names the input in errors.
+pub fn read_csv(reader: impl Read, path: &Path, usage: Usage) -> Result<Vec<LabelledFace>, FerError> {
     let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
     let headers = csv.headers().map_err(|e| file_error(path, format!("cannot read header: {e}")))?.clone();
     let column = |name: &str| {
