@@ -229,16 +229,26 @@ fn check_cameras(host: &Host, source: &SourceSpec, groups: &[Group]) -> Vec<Find
         });
     }
     if let Some(device) = configured {
-        if !device.exists() {
-            findings.push(Finding::bad(
-                Verdict::Problem,
-                format!("source {}", device.display()),
-                "the configured camera does not exist (the service waits and retries)",
-                "set source.uri in /etc/emotion-pi/config.toml to one of the cameras above",
-            ));
-        }
+        findings.extend(missing_configured_device(
+            "source",
+            &device,
+            "camera",
+            "set source.uri in /etc/emotion-pi/config.toml to one of the cameras above",
+        ));
     }
     findings
+}
+
+/// A problem if the device the config names does not exist; the program waits for it.
+fn missing_configured_device(key: &str, device: &Path, what: &str, fix: &str) -> Option<Finding> {
+    (!device.exists()).then(|| {
+        Finding::bad(
+            Verdict::Problem,
+            format!("{key} {}", device.display()),
+            format!("the configured {what} does not exist (the service waits and retries)"),
+            fix,
+        )
+    })
 }
 
 /// The formats a V4L2 device offers, with the ones emotion-pi can convert.
@@ -270,14 +280,12 @@ fn check_serial(host: &Host, target: &SerialTarget, groups: &[Group]) -> Vec<Fin
         }
     }
     if let SerialTarget::Port(port) = target {
-        if !port.exists() {
-            findings.push(Finding::bad(
-                Verdict::Problem,
-                format!("log port {}", port.display()),
-                "the configured serial port does not exist (the log writer waits and retries)",
-                "enable the UART (sudo raspi-config nonint do_serial_hw 0; do_serial_cons 1; reboot) or set serial.port",
-            ));
-        }
+        findings.extend(missing_configured_device(
+            "log port",
+            port,
+            "serial port",
+            "enable the UART (sudo raspi-config nonint do_serial_hw 0; do_serial_cons 1; reboot) or set serial.port",
+        ));
     }
     findings
 }
