@@ -182,11 +182,11 @@ impl Worker {
                     log::info!("capturing from {}", source.name());
                     wait = self.backoff.initial;
                     last_error.clear();
-                    let end = self.stream(source.as_mut(), &mut next_index);
-                    self.counters.connected.store(false, Ordering::Relaxed);
-                    match end {
+                    match self.stream(source.as_mut(), &mut next_index) {
+                        // A source that ended is not a missing camera: its last frames are
+                        // still being processed and must not be reported as "no camera".
                         StreamEnd::Ended | StreamEnd::Stopped => break,
-                        StreamEnd::Failed => {}
+                        StreamEnd::Failed => self.counters.connected.store(false, Ordering::Relaxed),
                     }
                 }
                 Err(err) => {

@@ -272,3 +272,6 @@ impl<'a> LiveLoop<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

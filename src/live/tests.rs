@@ -1,0 +1,118 @@
+//! Faults through the FrameSource seam, end to end through the loop into the emotion log.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::*;
+use crate::analyze::{AnalyzerSettings, ModelPaths};
+use crate::capture::source::{CaptureError, FrameSource};
+use crate::capture::thread::{Backoff, SourceOpener};
+use crate::frame::Frame;
+use crate::track::TrackerSettings;
+
+type Step = Result<Option<Frame>, CaptureError>;
+
+/// A camera that plays its steps, then reports the stream lost.
+struct ScriptedCamera {
+    steps: VecDeque<Step>,
+}
+
+impl FrameSource for ScriptedCamera {
+    fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+        self.steps.pop_front().unwrap_or_else(|| Err(lost("script over")))
+    }
+    // Frames wait to be taken, so every one is processed and the counts are exact.
+    fn is_live(&self) -> bool {
+        false
+    }
+    fn name(&self) -> &str {
+        "scripted camera"
+    }
+}
+
+fn lost(reason: &str) -> CaptureError {
+    CaptureError::Lost { source_name: "scripted camera".into(), reason: reason.into() }
+}
+
+/// The in-memory serial port the log goes to.
+#[derive(Clone, Default)]
+struct Port(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Port {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn camera_faults_mid_stream_are_counted_and_recovered_without_losing_log_lines() {
+    let models = ModelPaths::in_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let analyzer = Analyzer::load(&models, AnalyzerSettings::default()).unwrap();
+    let face = Frame::from_rgb(
+        image::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/astronaut.png")).unwrap().to_rgb8(),
+    );
+    let corrupt = CaptureError::Corrupt {
+        source_name: "scripted camera".into(),
+        reason: "frame of 1000 bytes, expected 460800".into(),
+    };
+    let timeout = CaptureError::Timeout { source_name: "scripted camera".into() };
+    // First session: a frame, a wrong-size buffer, a timeout, a frame, then unplugged.
+    // Then two failed reopens. Second session: two frames and the end of the stream.
+    let mut sessions: VecDeque<Result<Vec<Step>, CaptureError>> = VecDeque::from([
+        Ok(vec![Ok(Some(face.clone())), Err(corrupt), Err(timeout), Ok(Some(face.clone())), Err(lost("unplugged"))]),
+        Err(lost("no such device")),
+        Err(lost("no such device")),
+        Ok(vec![Ok(Some(face.clone())), Ok(Some(face)), Ok(None)]),
+    ]);
+    let opener: SourceOpener = Box::new(move || match sessions.pop_front() {
+        Some(Ok(steps)) => Ok(Box::new(ScriptedCamera { steps: steps.into() }) as Box<dyn FrameSource>),
+        Some(Err(err)) => Err(err),
+        None => Err(lost("gone for good")),
+    });
+    // Reopen waits longer than the loop's poll, so the loop sees the camera missing.
+    let backoff = Backoff { initial: Duration::from_millis(300), max: Duration::from_millis(300) };
+    let capture = Capture::start(opener, backoff).unwrap();
+    let port = Port::default();
+    let writer = port.clone();
+    let fast = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(5) };
+    let sink = LineSink::start(
+        "memory port",
+        Box::new(move || Ok(Box::new(writer.clone()) as Box<dyn Write + Send>)),
+        64,
+        fast,
+    )
+    .unwrap();
+    let tracker = Tracker::new(7, TrackerSettings::default()).unwrap();
+    let options = LoopOptions { detect_every: 1, heartbeat: None, max_frames: None };
+    let summary =
+        LiveLoop::new(&analyzer, tracker, Some(&sink), options).run(&capture, &AtomicBool::new(false), &mut |_| {});
+    capture.stop(Duration::from_secs(1));
+    let counts = sink.close(Duration::from_secs(2));
+
+    assert_eq!(summary.frames, 4);
+    assert_eq!((summary.capture.corrupt, summary.capture.failures), (1, 3), "{:?}", summary.capture);
+    let text = String::from_utf8(port.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(counts.written as usize, lines.len());
+    assert_eq!(counts.dropped, 0);
+    let statuses: Vec<&str> = lines.iter().filter_map(|l| l["status"].as_str()).collect();
+    let missing = statuses.iter().position(|&s| s == "no camera").unwrap_or_else(|| panic!("{text}"));
+    assert!(statuses[missing..].contains(&"running"), "recovered after the camera came back: {text}");
+    assert_eq!(statuses.last(), Some(&"stopped"));
+    let last = lines.last().unwrap();
+    assert_eq!(
+        (last["frames"].as_u64(), last["corrupt"].as_u64(), last["camera_failures"].as_u64()),
+        (Some(4), Some(1), Some(3))
+    );
+    // The same face before and after the fault: one track, one `new` line.
+    assert_eq!(lines.iter().filter(|l| l["event"] == "new").count(), 1, "{text}");
+}
