@@ -69,7 +69,8 @@ impl Screen {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DisplayCounts {
     pub rendered: u64,
-    /// Screens offered while the previous one was still being drawn, skipped.
+    /// Screens skipped: offered while the previous one was still being drawn, or while
+    /// a failed panel waits to be reopened.
     pub skipped: u64,
     pub failures: u64,
 }
@@ -153,10 +154,18 @@ impl Display {
     }
 }
 
+/// What became of a screen handed to a [`ScreenSink`].
+enum Shown {
+    Drawn,
+    /// Not sent: the panel failed and waits to be reopened. Only the attempts count as
+    /// failures, so the rate-limited warnings carry the panel's real error.
+    Waiting,
+}
+
 /// Where a rendered screen goes.
 trait ScreenSink: Send {
     /// Shows `screen`, the UI for camera frame `index`.
-    fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<(), String>;
+    fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<Shown, String>;
 }
 
 struct PngSink {
@@ -164,9 +173,10 @@ struct PngSink {
 }
 
 impl ScreenSink for PngSink {
-    fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<(), String> {
+    fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<Shown, String> {
         let path = self.dir.join(format!("screen_{index:06}.png"));
-        screen.to_rgb_image().save(&path).map_err(|err| format!("cannot write {}: {err}", path.display()))
+        screen.to_rgb_image().save(&path).map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+        Ok(Shown::Drawn)
     }
 }
 
@@ -181,12 +191,12 @@ struct PanelSink {
 }
 
 impl ScreenSink for PanelSink {
-    fn show(&mut self, screen: &Framebuffer, _index: u64) -> Result<(), String> {
+    fn show(&mut self, screen: &Framebuffer, _index: u64) -> Result<Shown, String> {
         let panel = match &mut self.panel {
             Some(panel) => panel,
             None => {
                 if self.next_attempt.is_some_and(|at| Instant::now() < at) {
-                    return Err(format!("{}: waiting to reopen", self.name));
+                    return Ok(Shown::Waiting);
                 }
                 self.next_attempt = Some(Instant::now() + self.retry);
                 let opened = (self.open)().map_err(|err| format!("{}: {err}", self.name))?;
@@ -198,7 +208,7 @@ impl ScreenSink for PanelSink {
             self.panel = None;
             return Err(format!("{}: {err}", self.name));
         }
-        Ok(())
+        Ok(Shown::Drawn)
     }
 }
 
@@ -225,8 +235,11 @@ impl Renderer {
             // The framebuffer's drawing cannot fail (its error type is Infallible).
             let Ok(()) = draw_ui(&mut framebuffer, &state);
             match self.sink.show(&framebuffer, screen.index) {
-                Ok(()) => {
+                Ok(Shown::Drawn) => {
                     self.counters.rendered.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Shown::Waiting) => {
+                    self.counters.skipped.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(err) => {
                     let n = self.counters.failures.fetch_add(1, Ordering::Relaxed) + 1;
