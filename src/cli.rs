@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -20,6 +21,7 @@ use crate::detect::DetectorSettings;
 use crate::doctor::{self, Host, Verdict};
 use crate::live::bench::{run_live_bench, LiveBenchOptions};
 use crate::live::device::run_device;
+use crate::live::soak::{run_soak, SoakOptions};
 
 /// Real-time facial-expression sensor for the Raspberry Pi.
 ///
@@ -218,6 +220,7 @@ pub struct EvalArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("loop_bench").args(["live", "soak"])))]
 pub struct BenchArgs {
     /// Image to run the pipeline on [default: the bundled Grace Hopper portrait, resized to 640x480].
     #[arg(long, value_name = "FILE")]
@@ -235,8 +238,22 @@ pub struct BenchArgs {
     /// Frames the live benchmark runs for.
     #[arg(long, default_value_t = 10_000, requires = "live")]
     pub frames: u64,
-    /// Image folder the live benchmark loops [default: the bench image framed at 640x480].
-    #[arg(long, value_name = "DIR", requires = "live")]
+    /// Soak the whole device instead: the live loop paced like a camera, PNG display every
+    /// 100th frame, the log on a pty, camera, display and serial faults injected in turn;
+    /// prints recoveries, lost log lines, memory and latency over time.
+    #[arg(long, conflicts_with = "live")]
+    pub soak: bool,
+    /// How long the soak runs.
+    #[arg(long, default_value_t = 30.0, value_parser = soak_minutes, requires = "soak")]
+    pub minutes: f64,
+    /// Frame rate the soak's image folder is paced at.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=120), requires = "soak")]
+    pub fps: u32,
+    /// Seconds between the starts of two injected faults.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..), requires = "soak")]
+    pub fault_every: u64,
+    /// Image folder the live benchmark or the soak loops [default: the bench image framed at 640x480].
+    #[arg(long, value_name = "DIR", requires = "loop_bench")]
     pub source: Option<PathBuf>,
     #[command(flatten)]
     pub models: ModelArgs,
@@ -249,6 +266,10 @@ fn number_in(text: &str, low: f32, high: f32) -> Result<f32, String> {
     } else {
         Err(format!("{v} is outside {low}..{high}"))
     }
+}
+
+fn soak_minutes(text: &str) -> Result<f64, String> {
+    number_in(text, 0.5, 7.0 * 24.0 * 60.0).map(f64::from)
 }
 
 fn unit_interval(text: &str) -> Result<f32, String> {
@@ -329,6 +350,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let problems = count(Verdict::Problem);
             println!("{problems} problems, {} warnings", count(Verdict::Warning));
             Ok(if problems > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Bench(args) if args.soak => {
+            let options = SoakOptions {
+                duration: Duration::from_secs_f64(args.minutes * 60.0),
+                fps: args.fps,
+                source: args.source,
+                fault_every: Duration::from_secs(args.fault_every),
+            };
+            let report = run_soak(&args.models.paths(), &options)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            let healthy = report.recovered() == report.faults.len() && report.lines_lost() == 0;
+            Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Bench(args) if args.live => {
             let options = LiveBenchOptions { source: args.source, frames: args.frames.max(1) };

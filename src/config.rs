@@ -253,15 +253,34 @@ pub enum SerialTarget {
 }
 
 impl SerialTarget {
-    /// `none`, `stdout`, a path under `/dev/` (a port), or any other path (a file).
+    /// `none`, `stdout`, a character device (a port, also through a link from outside
+    /// `/dev/`) or a path under `/dev/` that does not exist yet (an adapter not plugged in),
+    /// and otherwise a file. The kernel's memory devices (`/dev/null`, `/dev/full`) are
+    /// written as files: they are sinks, not ports.
     pub fn parse(text: &str) -> Self {
         match text {
             "none" => Self::None,
             "stdout" | "-" => Self::Stdout,
-            path if path.starts_with("/dev/") => Self::Port(PathBuf::from(path)),
-            path => Self::File(PathBuf::from(path)),
+            path => match char_device_major(Path::new(path)) {
+                Some(MEMORY_DEVICES_MAJOR) => Self::File(PathBuf::from(path)),
+                Some(_) => Self::Port(PathBuf::from(path)),
+                None if path.starts_with("/dev/") => Self::Port(PathBuf::from(path)),
+                None => Self::File(PathBuf::from(path)),
+            },
         }
     }
+}
+
+/// Device major number of Linux's memory devices (null, zero, full, random).
+const MEMORY_DEVICES_MAJOR: u64 = 1;
+
+/// The major number of the character device at `path` (links followed), if it is one.
+fn char_device_major(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let metadata = std::fs::metadata(path).ok()?;
+    let rdev = metadata.rdev();
+    // glibc's gnu_dev_major: bits 8-19 and 32-43.
+    metadata.file_type().is_char_device().then_some(((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff))
 }
 
 /// The checked form of [`Config`] that the live loop runs with.
@@ -635,6 +654,14 @@ mod tests {
         assert_eq!(SerialTarget::parse("stdout"), SerialTarget::Stdout);
         assert_eq!(SerialTarget::parse("/dev/ttyUSB0"), SerialTarget::Port(PathBuf::from("/dev/ttyUSB0")));
         assert_eq!(SerialTarget::parse("log/emotions.jsonl"), SerialTarget::File(PathBuf::from("log/emotions.jsonl")));
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("ttyUSB-by-id");
+        std::os::unix::fs::symlink("/dev/tty", &link).unwrap();
+        assert_eq!(SerialTarget::parse(link.to_str().unwrap()), SerialTarget::Port(link.clone()));
+        assert_eq!(SerialTarget::parse("/dev/null"), SerialTarget::File(PathBuf::from("/dev/null")));
+        let full = dir.path().join("full-disk");
+        std::os::unix::fs::symlink("/dev/full", &full).unwrap();
+        assert_eq!(SerialTarget::parse(full.to_str().unwrap()), SerialTarget::File(full.clone()));
     }
 
     #[test]

@@ -425,3 +425,136 @@ fn a_full_disk_for_the_log_file_loses_no_accepted_line_once_space_returns() {
     let stderr = warned.join().unwrap();
     assert!(stderr.contains("No space left on device"), "{stderr}");
 }
+
+/// A pty pair standing in for a USB-serial adapter, reachable at `link` the way udev's
+/// `/dev/serial/by-id/...` names reach the adapter: the link vanishes on unplug.
+struct PluggedPort {
+    master: TTYPort,
+    _slave: std::os::fd::OwnedFd,
+}
+
+impl PluggedPort {
+    fn plug(link: &Path) -> Self {
+        use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+        let (master, slave) = TTYPort::pair().expect("a pty pair");
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(slave.name().expect("the pty has a name"), link).unwrap();
+        // `TTYPort::pair` opens both ends without O_CLOEXEC: a child spawned later would
+        // inherit the master and keep the port alive after the unplug. Keep only
+        // close-on-exec copies (`try_clone` duplicates with F_DUPFD_CLOEXEC).
+        let cloexec = |fd: std::os::fd::RawFd| {
+            // SAFETY: `fd` was just released by its TTYPort and is owned by nothing else.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            fd.try_clone().unwrap()
+        };
+        let master_fd = cloexec(master.into_raw_fd());
+        // SAFETY: a fresh descriptor owned by nothing else.
+        let mut master = unsafe { TTYPort::from_raw_fd(master_fd.into_raw_fd()) };
+        master.set_timeout(Duration::from_millis(200)).unwrap();
+        Self { master, _slave: cloexec(slave.into_raw_fd()) }
+    }
+
+    /// Closes the pty (writes to it now fail with EIO) and removes the link.
+    fn unplug(self, link: &Path) {
+        drop(self);
+        std::fs::remove_file(link).unwrap();
+    }
+}
+
+#[test]
+fn a_serial_port_that_disappears_loses_no_accepted_line_once_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fast_retry.toml");
+    // No heartbeats: the only lines are the status changes and face events asserted below.
+    std::fs::write(&config, "[source]\nretry_initial_ms = 50\nretry_max_ms = 200\n[serial]\nheartbeat_secs = 0\n")
+        .unwrap();
+    let link = dir.path().join("ttyUSB-emotion");
+    let mut port = PluggedPort::plug(&link);
+    let face = rgb_to_i420(&image::open(fixture("astronaut.png")).unwrap().to_rgb8());
+    // A flat grey picture of the same size: no face in it.
+    let mut empty = vec![128u8; face.len()];
+    empty[..512 * 512].fill(110);
+    let mut child = emotion_pi()
+        .args(["run", "--source", "stdin:yuv420:512x512", "--config"])
+        .arg(&config)
+        .arg("--serial")
+        .arg(&link)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let warned = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    stdin.write_all(&empty).unwrap();
+    let before = read_lines(&mut port.master, Duration::from_secs(120), |v| v["status"] == "no face");
+    assert!(before.iter().all(|v| v["event"] == "status"), "{before:?}");
+
+    port.unplug(&link);
+    // The face appears while the port is gone: its lines are accepted and must wait.
+    for _ in 0..3 {
+        stdin.write_all(&face).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let fault_ended = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let mut port = PluggedPort::plug(&link);
+    // The end of the stream: what was queued during the fault comes out, then `stopped`.
+    drop(stdin);
+    let mut after = read_lines(&mut port.master, Duration::from_secs(60), |v| v["status"] == "stopped");
+    assert!(child.wait().unwrap().success());
+
+    // Delivery is at least once: the line whose flush the unplug interrupted is sent again.
+    if after[0]["status"] == "no face" {
+        assert_eq!(after[0], before[before.len() - 1], "only the interrupted line repeats: {after:?}");
+        after.remove(0);
+    }
+    let new: Vec<&Value> = after.iter().filter(|v| v["event"] == "new").collect();
+    assert_eq!(new.len(), 1, "{after:?}");
+    assert_eq!(new[0]["emotion"], "happy");
+    assert!(new[0]["time"].as_str().unwrap() < fault_ended.as_str(), "accepted during the fault: {after:?}");
+    // Nothing queued during the fault is missing.
+    let statuses: Vec<&str> = after.iter().filter_map(|v| v["status"].as_str()).collect();
+    assert_eq!(statuses, ["running", "stopped"], "{after:?}");
+    assert!(after.iter().all(|v| v.get("log_dropped").is_none_or(|d| d == 0)), "{after:?}");
+    let stderr = warned.join().unwrap();
+    assert!(stderr.contains("ttyUSB-emotion") && stderr.contains("retrying"), "{stderr}");
+}
+
+#[test]
+fn a_short_soak_recovers_from_every_fault_and_loses_no_log_line() {
+    let output = emotion_pi()
+        .args(["bench", "--soak", "--minutes", "1", "--fault-every", "5", "--fps", "30", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let faults = report["faults"].as_array().unwrap();
+    let kinds: std::collections::BTreeSet<&str> = faults.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["camera_timeout", "camera_unplugged", "corrupt_frame", "display_unwritable", "serial_unplugged"].into(),
+        "{report}"
+    );
+    assert!(faults.iter().all(|f| f["recovered_after_s"].is_f64()), "{report}");
+    // Each injected corrupt frame is skipped and counted; an unplug is at least one failure.
+    let corrupt_injected = faults.iter().filter(|f| f["kind"] == "corrupt_frame").count() as u64;
+    assert_eq!(report["corrupt"].as_u64(), Some(corrupt_injected), "{report}");
+    assert!(report["camera_failures"].as_u64().unwrap() >= 1, "{report}");
+    assert!(report["display"]["failures"].as_u64().unwrap() >= 1, "{report}");
+    assert!(report["display"]["rendered"].as_u64().unwrap() >= 2, "{report}");
+    // Every line the device wrote was read back whole from one of the ptys.
+    let written = report["log"]["written"].as_u64().unwrap();
+    assert!(written > 60, "a status line a second: {report}");
+    assert_eq!(report["lines_received"].as_u64(), Some(written), "{report}");
+    assert_eq!(report["lines_garbled"], 0, "{report}");
+    assert_eq!(report["log"]["dropped"], 0, "{report}");
+    assert!(report["log"]["failures"].as_u64().unwrap() >= 1, "the pulled port was noticed: {report}");
+    assert!(!report["samples"].as_array().unwrap().is_empty(), "{report}");
+}

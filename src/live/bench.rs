@@ -1,7 +1,7 @@
 //! `emotion-pi bench --live`: the whole live loop on a looped image folder, printing
 //! sustained frame rate, per-stage latency and whether memory stays flat.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
@@ -50,30 +50,31 @@ pub fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes the bench portrait framed as a 640×480 camera frame into `dir` (created) and
+/// returns `dir`, a folder source for the loop benchmarks.
+pub fn write_bench_frame(dir: &Path) -> anyhow::Result<PathBuf> {
+    let decoded = read_image(Path::new(DEFAULT_BENCH_IMAGE))
+        .map_err(|m| anyhow::anyhow!("{DEFAULT_BENCH_IMAGE}: {m}; pass --source DIR"))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let frame_path = dir.join("frame.png");
+    camera_frame(&decoded).rgb.save(&frame_path).with_context(|| format!("writing {}", frame_path.display()))?;
+    Ok(dir.to_owned())
+}
+
 /// Runs the loop for `options.frames` frames with detection on every frame and the log
 /// written to /dev/null, so formatting and the writer thread are part of the measurement.
 pub fn run_live_bench(models: &ModelPaths, options: &LiveBenchOptions) -> anyhow::Result<LiveBenchReport> {
     let scratch = std::env::temp_dir().join(format!("emotion-pi-bench-{}", std::process::id()));
     let source = match &options.source {
         Some(path) => path.clone(),
-        None => {
-            let decoded = read_image(std::path::Path::new(DEFAULT_BENCH_IMAGE))
-                .map_err(|m| anyhow::anyhow!("{DEFAULT_BENCH_IMAGE}: {m}; pass --source DIR"))?;
-            std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
-            let frame_path = scratch.join("frame.png");
-            camera_frame(&decoded)
-                .rgb
-                .save(&frame_path)
-                .with_context(|| format!("writing {}", frame_path.display()))?;
-            scratch.clone()
-        }
+        None => write_bench_frame(&scratch)?,
     };
     let mut config = Config::default();
     config.source.uri = source.display().to_string();
     config.source.loop_images = true;
     config.source.fps = 0;
     config.serial.heartbeat_secs = 1.0;
-    let mut settings = config.settings(std::path::Path::new("(bench)"))?;
+    let mut settings = config.settings(Path::new("(bench)"))?;
     settings.serial = SerialTarget::File(PathBuf::from("/dev/null"));
     let mut rss_baseline = 0;
     let stop = AtomicBool::new(false);

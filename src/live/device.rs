@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
 use crate::capture::images::ImageSource;
 use crate::capture::source::SourceSpec;
-use crate::capture::thread::{Backoff, Capture};
+use crate::capture::thread::{Backoff, Capture, SourceOpener};
 use crate::config::{LedSettings, RunSettings};
 use crate::detect::DetectorSettings;
 use crate::live::{FrameReport, LiveLoop, LoopOptions, LoopSummary};
@@ -38,6 +38,20 @@ pub fn run_device(
     if let SourceSpec::Images { path } = &settings.source {
         ImageSource::open(path, false, 0).context("source")?;
     }
+    let source = crate::capture::opener(settings.source.clone(), settings.capture);
+    run_device_with_source(settings, models, source, max_frames, stop, on_frame)
+}
+
+/// [`run_device`] with frames from `source` instead of the configured one (the soak
+/// benchmark wraps the configured source to inject camera faults).
+pub fn run_device_with_source(
+    settings: &RunSettings,
+    models: &ModelPaths,
+    source: SourceOpener,
+    max_frames: Option<u64>,
+    stop: &AtomicBool,
+    on_frame: &mut dyn FnMut(&FrameReport),
+) -> anyhow::Result<LoopSummary> {
     let analyzer_settings = AnalyzerSettings {
         detector: DetectorSettings { min_score: settings.min_face_score, ..DetectorSettings::default() },
         crop: settings.crop,
@@ -55,8 +69,7 @@ pub fn run_device(
         ),
         None => None,
     };
-    let capture = Capture::start(crate::capture::opener(settings.source.clone(), settings.capture), backoff)
-        .context("starting the capture thread")?;
+    let capture = Capture::start(source, backoff).context("starting the capture thread")?;
     let (width, height) = settings.display_size;
     let display =
         Display::start(&settings.display, width, height, analyzer.classifier().metadata().class_names.clone())
@@ -85,12 +98,12 @@ pub fn run_device(
     service::notify_stopping();
     capture.stop(SHUTDOWN_GRACE);
     if let Some(display) = display {
-        let counts = display.close(SHUTDOWN_GRACE);
+        summary.display = display.close(SHUTDOWN_GRACE);
         log::info!(
             "display: {} screens drawn, {} skipped, {} failed",
-            counts.rendered,
-            counts.skipped,
-            counts.failures
+            summary.display.rendered,
+            summary.display.skipped,
+            summary.display.failures
         );
     }
     if let Some(sink) = sink {

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod device;
+pub mod soak;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::analyze::Analyzer;
 use crate::capture::thread::{Capture, CaptureCounts, CapturedFrame, Taken};
+use crate::output::display::DisplayCounts;
 use crate::output::emotion_log::{DeviceStatus, EmotionLog, FaceEvent, StatusCounters};
 use crate::output::line_sink::{LineSink, SinkCounts};
 use crate::service::Watchdog;
@@ -56,6 +58,8 @@ pub struct LoopSummary {
     pub fps: f64,
     pub capture: CaptureCounts,
     pub log: SinkCounts,
+    /// Screens of the display thread; zero without a display.
+    pub display: DisplayCounts,
     pub stages: StageSummary,
 }
 
@@ -139,6 +143,7 @@ impl<'a> LiveLoop<'a> {
             fps: if seconds > 0.0 { self.frames as f64 / seconds } else { 0.0 },
             capture: capture.counts(),
             log: self.log.as_ref().map(|(sink, _)| sink.counts()).unwrap_or_default(),
+            display: DisplayCounts::default(),
             stages: self.stages.summary(),
         }
     }

@@ -66,7 +66,7 @@ impl Screen {
 }
 
 /// Counters of a [`Display`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct DisplayCounts {
     pub rendered: u64,
     /// Screens skipped: offered while the previous one was still being drawn, or while

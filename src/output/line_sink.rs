@@ -3,7 +3,9 @@
 //! The live loop hands lines to [`LineSink::send`], which only queues them. The writer
 //! thread (re)opens the target when needed and writes each line in full; when the
 //! target fails (serial adapter unplugged, pty closed, disk full) the line being written
-//! is kept and retried after reopening, so a line once accepted is not lost. While the
+//! is kept and retried after reopening, so a line once accepted is not lost. Delivery is
+//! at least once: a line whose flush failed may have reached the other end already, and
+//! then arrives twice. While the
 //! target is gone the queue fills and further lines are refused and counted instead of
 //! stalling the camera loop.
 
@@ -21,7 +23,7 @@ use crate::threads::join_within;
 pub type WriterOpener = Box<dyn FnMut() -> std::io::Result<Box<dyn Write + Send>> + Send>;
 
 /// Counters of a [`LineSink`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct SinkCounts {
     /// Lines written and flushed.
     pub written: u64,
