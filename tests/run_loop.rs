@@ -45,6 +45,16 @@ fn read_lines(master: &mut TTYPort, timeout: Duration, done: impl Fn(&Value) -> 
     panic!("no final line within {timeout:?}; got {lines:?}");
 }
 
+/// Reads the child's piped stderr on a thread, so it never blocks on a full pipe.
+fn collect_stderr(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    })
+}
+
 #[test]
 fn folder_run_writes_the_emotion_log_to_a_serial_port() {
     let frames = tempfile::tempdir().unwrap();
@@ -397,12 +407,7 @@ fn a_full_disk_for_the_log_file_loses_no_accepted_line_once_space_returns() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let warned = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let warned = collect_stderr(&mut child);
     // Let the face appear and its `new` line be accepted while the disk is full.
     std::thread::sleep(Duration::from_secs(3));
     let fault_ended = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
@@ -483,12 +488,7 @@ fn a_serial_port_that_disappears_loses_no_accepted_line_once_it_returns() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let warned = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let warned = collect_stderr(&mut child);
     let mut stdin = child.stdin.take().unwrap();
     use std::io::Write;
     stdin.write_all(&empty).unwrap();

@@ -50,6 +50,15 @@ pub fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// How much `to` exceeds `from`, in percent; 0 when `from` is unknown (0).
+pub fn growth_percent(from: u64, to: u64) -> f64 {
+    if from > 0 {
+        (to as f64 / from as f64 - 1.0) * 100.0
+    } else {
+        0.0
+    }
+}
+
 /// Writes the bench portrait framed as a 640×480 camera frame into `dir` (created) and
 /// returns `dir`, a folder source for the loop benchmarks.
 pub fn write_bench_frame(dir: &Path) -> anyhow::Result<PathBuf> {
@@ -89,7 +98,7 @@ pub fn run_live_bench(models: &ModelPaths, options: &LiveBenchOptions) -> anyhow
         let _ = std::fs::remove_dir_all(&scratch);
     }
     let summary = result?;
-    let growth = if rss_baseline > 0 { (rss_end as f64 / rss_baseline as f64 - 1.0) * 100.0 } else { 0.0 };
+    let growth = growth_percent(rss_baseline, rss_end);
     Ok(LiveBenchReport {
         source: source.display().to_string(),
         frames: summary.frames,

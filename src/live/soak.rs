@@ -28,7 +28,7 @@ use crate::capture::source::{CaptureError, FrameSource};
 use crate::capture::thread::SourceOpener;
 use crate::config::{Config, SerialTarget};
 use crate::frame::Frame;
-use crate::live::bench::{rss_kib, write_bench_frame};
+use crate::live::bench::{growth_percent, rss_kib, write_bench_frame};
 use crate::live::device::run_device_with_source;
 use crate::live::stats::Percentiles;
 use crate::output::display::DisplayCounts;
@@ -557,7 +557,7 @@ fn soak_in(scratch: &Path, models: &ModelPaths, options: &SoakOptions) -> anyhow
     let baseline_minute = options.duration.as_secs_f64() / 60.0 / 6.0;
     let baseline = samples.iter().find(|s| s.minute >= baseline_minute).map_or(0, |s| s.rss_kib);
     let end = samples.last().map_or(0, |s| s.rss_kib);
-    let rss_growth_percent = if baseline > 0 { (end as f64 / baseline as f64 - 1.0) * 100.0 } else { 0.0 };
+    let rss_growth_percent = growth_percent(baseline, end);
     Ok(SoakReport {
         source: source.display().to_string(),
         fps_target: options.fps,
