@@ -77,7 +77,7 @@ def main() -> int:
     for name, t, o in rows:
         print(f"{name:<36}{t:>10.3f}{o:>10.3f}{t / o:>11.2f}")
     print(f"\ntract detect+classify frame ({tract['frame'][0]}x{tract['frame'][1]}): {stages['detect+classify frame']:.3f} ms")
-    print(f"emotion model: {args.emotion_model} ({tract['classifier']})")
+    print(f"emotion model: {tract['classifier']}")
     return 0
 
 

@@ -10,7 +10,7 @@ use super::anchors::{anchor_centers, AnchorOptions};
 use super::nms::weighted_nms;
 use super::Face;
 use crate::geometry::{BoundingBox, Point};
-use crate::model::{LoadedOnnx, ModelError};
+use crate::model::{ConvLayout, LoadedOnnx, ModelError};
 use crate::resample::{warp_into, AffineMap, Normalize, Outside, SourceImage};
 
 const VALUES_PER_ANCHOR: usize = 16;
@@ -78,7 +78,7 @@ impl TractDetector {
         let options = AnchorOptions::blazeface_short_range();
         let input_size = options.input_width;
         let anchors = anchor_centers(&options);
-        let model = loaded.runnable(&[1, input_size as usize, input_size as usize, 3])?;
+        let model = loaded.runnable(&[1, input_size as usize, input_size as usize, 3], ConvLayout::AsExported)?;
         let detector = Self { model, anchors, input_size, settings, path: path.to_owned() };
         detector.check_outputs()?;
         Ok(detector)
