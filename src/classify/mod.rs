@@ -50,7 +50,10 @@ impl TractClassifier {
         let loaded = LoadedOnnx::read(path)?;
         let metadata = ClassifierMetadata::from_props(&loaded.metadata, path)?;
         let side = metadata.input_size as usize;
-        let plans = PLAN_BATCHES.iter().map(|&n| loaded.runnable(&[n, 1, side, side], ConvLayout::ChannelsLast)).collect::<Result<_, _>>()?;
+        let plans = PLAN_BATCHES
+            .iter()
+            .map(|&n| loaded.runnable(&[n, 1, side, side], ConvLayout::ChannelsLast))
+            .collect::<Result<_, _>>()?;
         let classifier = Self { plans, metadata, path: path.to_owned() };
         // One run at load time turns a class-count mismatch into a load error, not a per-face one.
         let probe = classifier.classify_batch(&vec![0.0; side * side], 1)?;

@@ -229,12 +229,8 @@ impl CameraFaults {
         self.next.lock().map(|next| next.is_some()).unwrap_or(false)
     }
 
-    fn unplugged_until(&self) -> Option<Instant> {
-        self.unplugged_until.lock().ok().and_then(|until| *until)
-    }
-
     fn unplugged(&self) -> bool {
-        self.unplugged_until().is_some_and(|until| Instant::now() < until)
+        self.unplugged_until.lock().ok().and_then(|until| *until).is_some_and(|until| Instant::now() < until)
     }
 }
 
@@ -246,20 +242,21 @@ struct FaultyCamera {
 
 impl FrameSource for FaultyCamera {
     fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+        let Some(fault) = self.faults.take() else { return self.inner.next_frame() };
         let source_name = self.inner.name().to_owned();
-        match self.faults.take() {
-            Some(FaultKind::CorruptFrame) => Err(CaptureError::Corrupt {
+        match fault {
+            FaultKind::CorruptFrame => Err(CaptureError::Corrupt {
                 source_name,
                 reason: "injected: a 1000-byte buffer where a frame was expected".into(),
             }),
-            Some(FaultKind::CameraTimeout) => Err(CaptureError::Timeout { source_name }),
-            Some(FaultKind::CameraUnplugged) => {
+            FaultKind::CameraTimeout => Err(CaptureError::Timeout { source_name }),
+            FaultKind::CameraUnplugged => {
                 if let Ok(mut until) = self.faults.unplugged_until.lock() {
                     *until = Some(Instant::now() + OUTAGE);
                 }
                 Err(CaptureError::Lost { source_name, reason: "injected: camera unplugged".into() })
             }
-            _ => self.inner.next_frame(),
+            FaultKind::DisplayUnwritable | FaultKind::SerialUnplugged => self.inner.next_frame(),
         }
     }
 
