@@ -18,10 +18,16 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd.add_argument("--epochs", type=int)
     train_cmd.add_argument("--batch-size", type=int)
     train_cmd.add_argument("--width", type=float)
+    train_cmd.add_argument("--stem-stride", type=int, choices=(1, 2), help="2 halves the resolution in the stem (faster)")
     train_cmd.add_argument("--seed", type=int)
     train_cmd.add_argument("--lr", type=float, help="peak learning rate of the cosine schedule")
     train_cmd.add_argument("--warmup-epochs", type=int)
     train_cmd.add_argument("--init-from", help="start from this checkpoint's weights (last.pt or best.pt) with a new schedule")
+    train_cmd.add_argument(
+        "--teacher", dest="teachers", action="append", help="distil from this checkpoint (repeat for an ensemble; best.pt or last.pt)"
+    )
+    train_cmd.add_argument("--distill-weight", type=float, help="share of the distillation term in the loss (default 0.7)")
+    train_cmd.add_argument("--distill-temperature", type=float, help="softmax temperature of the distillation term (default 2)")
     train_cmd.add_argument("--resume", action="store_true", help="continue from OUT/last.pt with its stored settings")
     train_cmd.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (smoke tests)")
     train_cmd.add_argument("--threads", type=int, default=2)
@@ -52,7 +58,19 @@ def main(argv: list[str] | None = None) -> int:
             from .train import TrainConfig, train
 
             config = TrainConfig()
-            for field in ("epochs", "batch_size", "width", "seed", "lr", "warmup_epochs", "init_from"):
+            for field in (
+                "epochs",
+                "batch_size",
+                "width",
+                "stem_stride",
+                "seed",
+                "lr",
+                "warmup_epochs",
+                "init_from",
+                "teachers",
+                "distill_weight",
+                "distill_temperature",
+            ):
                 if getattr(args, field) is not None:
                     setattr(config, field, getattr(args, field))
             best = train(args.data, args.out, config, resume=args.resume, max_steps=args.max_steps, threads=args.threads)

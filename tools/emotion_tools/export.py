@@ -46,7 +46,7 @@ def metadata_for(config: TrainConfig, extra: dict[str, str] | None = None) -> di
         "std": repr(config.std),
         "class_names": ",".join(CLASS_NAMES),
         "output": "probabilities",
-        "architecture": f"MobileNetV2-style, width {config.width}, stride-1 stem, last {config.last_channels} channels",
+        "architecture": f"MobileNetV2-style, width {config.width}, stride-{config.stem_stride} stem, last {config.last_channels} channels",
     }
     props.update(extra or {})
     return {METADATA_PREFIX + k: v for k, v in props.items()}

@@ -3,8 +3,13 @@
 Why 48x48: FER2013 faces are stored at 48x48, so a larger input only
 interpolates the same information while multiplying compute (measured here:
 a width-1.0 MobileNetV2 trains 9x slower at 64 px than width 0.5 at 48 px).
-To keep enough spatial detail the stem has stride 1 instead of 2, giving
-48 -> 24 -> 12 -> 6 -> 3 feature maps through the inverted-residual stages.
+To keep enough spatial detail the network downsamples 16x in all, not
+MobileNetV2's 32x, ending on 3x3 feature maps. Where the first 2x happens is
+`stem_stride`: 1 runs the stem and the first block at 48x48 and halves in the
+second stage; 2 halves in the stem and keeps the second stage at 24x24. The
+stride-2 stem needs 13% fewer multiply-accumulates but ran 1.4x faster
+in tract, whose kernels are slowest on exactly those full-resolution layers (a
+1-channel 3x3 convolution and a 16-channel 1x1 one); see models/MODEL_CARD.md.
 
 Only Conv, BatchNorm (folded at export), ReLU6 (Clip), Add, global average
 pooling and one Linear layer are used: operators tract optimises well.
@@ -71,11 +76,19 @@ class InvertedResidual(nn.Module):
 class EmotionMobileNet(nn.Module):
     """Grayscale face (N, 1, S, S), normalised -> logits (N, num_classes)."""
 
-    def __init__(self, num_classes: int = 7, width: float = 1.0, last_channels: int = 640, dropout: float = 0.2):
+    def __init__(
+        self, num_classes: int = 7, width: float = 1.0, last_channels: int = 640, dropout: float = 0.2, stem_stride: int = 1
+    ):
         super().__init__()
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem stride must be 1 or 2, not {stem_stride}")
         c_in = _round_channels(32 * width)
-        layers: list[nn.Module] = [_conv_bn_relu(1, c_in, 3, 1)]
+        layers: list[nn.Module] = [_conv_bn_relu(1, c_in, 3, stem_stride)]
+        # The first stage that halves the resolution (the second) stops halving when the stem has.
+        moved = stem_stride == 2
         for expansion, channels, repeats, stride in STAGES:
+            if moved and stride == 2:
+                stride, moved = 1, False
             c_out = _round_channels(channels * width)
             for i in range(repeats):
                 layers.append(InvertedResidual(c_in, c_out, stride if i == 0 else 1, expansion))

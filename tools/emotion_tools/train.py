@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,21 +36,59 @@ class TrainConfig:
     width: float = 1.0
     last_channels: int = 640
     dropout: float = 0.2
+    #: 1: stem and first block at full 48x48 resolution; 2: halve in the stem (faster in tract, see model.py).
+    stem_stride: int = 1
     seed: int = 13
     #: Checkpoint whose weights start the run (a second cosine cycle after a finished run); empty: random.
     init_from: str = ""
+    #: Checkpoints whose averaged predictions on each augmented batch are distilled into the model.
+    teachers: list[str] = field(default_factory=list)
+    #: Share of the distillation term in the loss when there are teachers (the rest is cross-entropy).
+    distill_weight: float = 0.7
+    #: Softmax temperature of the distillation term.
+    distill_temperature: float = 2.0
     #: Normalisation applied after scaling pixels to 0..1: (x - mean) / std. Set from the training data.
     mean: float = 0.0
     std: float = 1.0
 
 
 def build_model(config: TrainConfig) -> EmotionMobileNet:
-    return EmotionMobileNet(len(CLASS_NAMES), config.width, config.last_channels, config.dropout)
+    return EmotionMobileNet(len(CLASS_NAMES), config.width, config.last_channels, config.dropout, config.stem_stride)
 
 
 def normalise(images_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """uint8 (N, H, W) -> float (N, 1, H, W), the model's exact input preprocessing."""
     return ((images_u8.float() / 255.0 - mean) / std).unsqueeze(1)
+
+
+def load_weights(path: str | Path, config: TrainConfig) -> EmotionMobileNet:
+    """The network stored in a checkpoint: the selected weights of a `best.pt`, the averaged ones of a `last.pt`.
+
+    Its input normalisation must match `config`'s, since it sees the same batches.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    stored = TrainConfig(**state["config"])
+    if (stored.mean, stored.std) != (config.mean, config.std):
+        raise ValueError(f"{path}: normalisation {stored.mean}/{stored.std} differs from the run's {config.mean}/{config.std}")
+    model = build_model(stored)
+    if "ema" in state:
+        prefix = "module."
+        model.load_state_dict({k[len(prefix) :]: v for k, v in state["ema"].items() if k.startswith(prefix)})
+    else:
+        model.load_state_dict(state["model"])
+    return model.eval().to(memory_format=torch.channels_last)
+
+
+def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL divergence from the teachers' softened probabilities, scaled by T^2 (Hinton et al. 2015)."""
+    log_probs = F.log_softmax(logits / temperature, dim=1)
+    return F.kl_div(log_probs, teacher_probs, reduction="batchmean") * temperature**2
+
+
+@torch.no_grad()
+def teacher_probabilities(teachers: list[torch.nn.Module], x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean of the teachers' softmax(logits / T) on one batch."""
+    return torch.stack([torch.softmax(t(x) / temperature, dim=1) for t in teachers]).mean(0)
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -173,12 +211,15 @@ def train(
     if state is None and config.init_from:
         initial = torch.load(config.init_from, map_location="cpu", weights_only=False)
         # Same architecture and normalisation as the run the weights came from.
-        for field in ("width", "last_channels", "mean", "std"):
-            setattr(config, field, initial["config"][field])
+        for name in ("width", "last_channels", "stem_stride", "mean", "std"):
+            setattr(config, name, initial["config"].get(name, getattr(TrainConfig(), name)))
         log(f"starting from the weights of {config.init_from} (epoch {initial['epoch'] + 1})")
     elif state is None:
         pixels = train_split.images.astype(np.float64) / 255.0
         config.mean, config.std = round(float(pixels.mean()), 4), round(float(pixels.std()), 4)
+    teachers = [load_weights(path, config) for path in config.teachers]
+    if teachers:
+        log(f"distilling from {len(teachers)} teacher(s), weight {config.distill_weight}, temperature {config.distill_temperature}")
 
     torch.manual_seed(config.seed)
     # channels_last doubles CPU training throughput for depthwise convolutions (330 vs 157 images/s here,
@@ -219,7 +260,12 @@ def train(
             x = ((augment(train_x[idx], generator) - config.mean) / config.std).contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, steps_per_epoch, config)
-            loss = F.cross_entropy(model(x), train_y[idx], label_smoothing=config.label_smoothing)
+            logits = model(x)
+            loss = F.cross_entropy(logits, train_y[idx], label_smoothing=config.label_smoothing)
+            if teachers:
+                soft = teacher_probabilities(teachers, x, config.distill_temperature)
+                kd = distillation_loss(logits, soft, config.distill_temperature)
+                loss = (1 - config.distill_weight) * loss + config.distill_weight * kd
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

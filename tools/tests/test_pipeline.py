@@ -179,3 +179,31 @@ def test_int8_weights_form_is_the_float_graph_on_int8_weights(trained, tiny_csv,
     # channel's largest, about 4e-5 in probability for this barely trained net; 1e-3 keeps a 25x
     # margin and still fails a graph that lost its clamps.
     np.testing.assert_allclose(int8_probs, onnx_probabilities(str(float_path), images), atol=1e-3)
+
+
+def test_distilled_stride_2_run_records_its_teacher_and_exports(trained, tiny_csv, tmp_path):
+    from emotion_tools.train import load_weights, TrainConfig
+
+    out = tmp_path / "student"
+    teacher = str(trained / "last.pt")
+    args = ["train", "--data", str(tiny_csv), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--width", "0.25"]
+    assert main(args + ["--stem-stride", "2", "--teacher", teacher, "--distill-weight", "0.5"]) == 0
+    config = torch.load(out / "last.pt", weights_only=False)["config"]
+    assert (config["teachers"], config["distill_weight"], config["stem_stride"]) == ([teacher], 0.5, 2)
+
+    # A last.pt teacher is its averaged weights.
+    state = torch.load(trained / "last.pt", weights_only=False)
+    loaded = load_weights(teacher, TrainConfig(**state["config"]))
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, state["ema"]["module." + name]), name
+    with pytest.raises(ValueError, match="normalisation"):
+        load_weights(teacher, TrainConfig(width=0.25, mean=0.1, std=0.2))
+
+    float_path = tmp_path / "student.onnx"
+    assert main(["export", "--checkpoint", str(out / "best.pt"), "--out", str(float_path)]) == 0
+    assert "stride-2 stem" in read_metadata(float_path)["architecture"]
+    split = load(tiny_csv, (PUBLIC_TEST,))[PUBLIC_TEST]
+    model, config = load_checkpoint_model(out / "best.pt")
+    with torch.no_grad():
+        torch_probs = torch.softmax(model(normalise(torch.from_numpy(split.images), config.mean, config.std)), 1).numpy()
+    np.testing.assert_allclose(onnx_probabilities(str(float_path), split.images), torch_probs, atol=1e-4)

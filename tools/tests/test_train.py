@@ -29,3 +29,36 @@ def test_lr_warms_up_linearly_then_follows_cosine_to_zero():
     # Halfway through the 40 cosine steps: lr * 0.5 * (1 + cos(pi / 2)).
     assert lr_at(10 + 20, steps, config) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi / 2)))
     assert lr_at(50, steps, config) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_distillation_loss_is_temperature_scaled_kl_from_the_teacher():
+    from emotion_tools.train import distillation_loss
+
+    student = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    teacher = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 0.0]])
+    t = 4.0
+    # By hand: T^2 * mean over rows of sum_j p_j (log p_j - log q_j), p = softmax(teacher / T), q = softmax(student / T).
+    expected = 0.0
+    for s_row, t_row in zip(student.tolist(), teacher.tolist()):
+        p = [math.exp(v / t) / sum(math.exp(w / t) for w in t_row) for v in t_row]
+        q = [math.exp(v / t) / sum(math.exp(w / t) for w in s_row) for v in s_row]
+        expected += sum(pj * (math.log(pj) - math.log(qj)) for pj, qj in zip(p, q))
+    expected *= t * t / len(student)
+    assert distillation_loss(student, torch.softmax(teacher / t, 1), t).item() == pytest.approx(expected, rel=1e-5)
+    assert distillation_loss(teacher, torch.softmax(teacher / t, 1), t).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_stem_stride_moves_the_first_halving_and_keeps_the_output_grid():
+    from emotion_tools.model import EmotionMobileNet
+
+    x = torch.zeros(1, 1, 48, 48)
+    full, halved = EmotionMobileNet(stem_stride=1).eval(), EmotionMobileNet(stem_stride=2).eval()
+    assert full.features[0][0].stride == (1, 1) and halved.features[0][0].stride == (2, 2)
+    # Block 1 is the (1, 16) stage, block 2 the first (6, 24) block: it halves only after a stride-1 stem.
+    assert full.features[2].block[1][0].stride == (2, 2) and halved.features[2].block[1][0].stride == (1, 1)
+    with torch.no_grad():
+        assert full.features[:2](x).shape[-1] == 48 and halved.features[:2](x).shape[-1] == 24
+        assert full.features(x).shape == halved.features(x).shape == (1, 640, 3, 3)
+    assert sum(p.numel() for p in full.parameters()) == sum(p.numel() for p in halved.parameters())
+    with pytest.raises(ValueError, match="stem stride"):
+        EmotionMobileNet(stem_stride=4)
