@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     export_cmd = commands.add_parser("export", help="checkpoint -> float ONNX with preprocessing metadata")
     export_cmd.add_argument("--checkpoint", required=True)
     export_cmd.add_argument("--out", required=True)
+    export_cmd.add_argument(
+        "--mirror-average", action="store_true", help="the graph averages each face's logits with its mirror image's (2x the compute)"
+    )
 
     quantize_cmd = commands.add_parser("quantize", help="float ONNX -> int8 ONNX, calibrated on training images")
     quantize_cmd.add_argument("--model", required=True, help="float ONNX from `export`")
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             from .export import export
 
-            print(f"wrote {export(args.checkpoint, args.out)}")
+            print(f"wrote {export(args.checkpoint, args.out, args.mirror_average)}")
         elif args.command == "quantize":
             from .quantize import quantize
 

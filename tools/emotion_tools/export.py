@@ -10,6 +10,7 @@ runtime reads it instead of duplicating constants:
 - `emotion_pi.pixel_scale`, `emotion_pi.mean`, `emotion_pi.std`: input = (pixel * scale - mean) / std
 - `emotion_pi.class_names`: comma-separated class names in output order
 - `emotion_pi.output`: `probabilities`
+- `emotion_pi.test_time`: `mirror-average` when the graph averages each face with its mirror image, else `single`
 """
 
 from __future__ import annotations
@@ -28,12 +29,24 @@ OPSET = 13
 
 
 class WithSoftmax(nn.Module):
-    def __init__(self, model: nn.Module):
+    """Probabilities from the logits of `model`; with `mirror_average`, of the face and its mirror image averaged.
+
+    Mirror averaging runs the network once on a batch twice as large (faces, then their
+    mirrors) and averages the two halves' logits, as `train.predict_logits(flip=True)`
+    scores checkpoints.
+    """
+
+    def __init__(self, model: nn.Module, mirror_average: bool = False):
         super().__init__()
         self.model = model
+        self.mirror_average = mirror_average
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x), dim=1)
+        if not self.mirror_average:
+            return torch.softmax(self.model(x), dim=1)
+        logits = self.model(torch.cat([x, torch.flip(x, dims=[3])]))
+        faces, mirrors = torch.chunk(logits, 2)
+        return torch.softmax((faces + mirrors) / 2, dim=1)
 
 
 def metadata_for(config: TrainConfig, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -68,10 +81,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key[len(METADATA_PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)}
 
 
-def export(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write the float ONNX model for `checkpoint` to `out`."""
+def export(checkpoint: str | Path, out: str | Path, mirror_average: bool = False) -> Path:
+    """Write the float ONNX model for `checkpoint` to `out`, averaging each face with its mirror if asked."""
     model, config = load_checkpoint_model(checkpoint)
-    wrapped = WithSoftmax(model).eval()
+    wrapped = WithSoftmax(model, mirror_average).eval()
     dummy = torch.zeros(1, 1, IMAGE_SIDE, IMAGE_SIDE)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +102,8 @@ def export(checkpoint: str | Path, out: str | Path) -> Path:
         dynamo=False,
     )
     onnx_model = onnx.load(str(out))
-    set_metadata(onnx_model, metadata_for(config, {"precision": "float32"}))
+    test_time = "mirror-average" if mirror_average else "single"
+    set_metadata(onnx_model, metadata_for(config, {"precision": "float32", "test_time": test_time}))
     onnx.checker.check_model(onnx_model)
     onnx.save(onnx_model, str(out))
     return out
