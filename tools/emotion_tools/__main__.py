@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd = commands.add_parser("train", help="train on Usage=Training, select on PublicTest")
     train_cmd.add_argument("--data", required=True, help="FER2013 CSV(.gz) or image-folder root")
     train_cmd.add_argument("--out", required=True, help="checkpoint folder (last.pt, best.pt, train_log.jsonl)")
-    train_cmd.add_argument("--epochs", type=int)
+    train_cmd.add_argument("--epochs", type=int, help="total epochs; with --resume, a new length for the stored run")
     train_cmd.add_argument("--batch-size", type=int)
     train_cmd.add_argument("--width", type=float)
     train_cmd.add_argument("--stem-stride", type=int, choices=(1, 2), help="2 halves the resolution in the stem (faster)")
@@ -76,7 +76,15 @@ def main(argv: list[str] | None = None) -> int:
             ):
                 if getattr(args, field) is not None:
                     setattr(config, field, getattr(args, field))
-            best = train(args.data, args.out, config, resume=args.resume, max_steps=args.max_steps, threads=args.threads)
+            best = train(
+                args.data,
+                args.out,
+                config,
+                resume=args.resume,
+                max_steps=args.max_steps,
+                threads=args.threads,
+                resume_epochs=args.epochs if args.resume else None,
+            )
             print(f"best checkpoint: {best}")
         elif args.command == "export":
             from .export import export

@@ -189,8 +189,13 @@ def train(
     max_steps: int | None = None,
     threads: int | None = None,
     log=print,
+    resume_epochs: int | None = None,
 ) -> Path:
-    """Train (or resume) and return the path of the best checkpoint by PublicTest accuracy."""
+    """Train (or resume) and return the path of the best checkpoint by PublicTest accuracy.
+
+    A resumed run keeps its stored settings except `resume_epochs`, which sets a new total
+    length: the cosine decay is stretched or shortened from the current step on.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if threads:
@@ -201,7 +206,11 @@ def train(
     if resume and last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         config = TrainConfig(**state["config"])
-        log(f"resuming {last_path} at epoch {state['epoch'] + 1}/{config.epochs}")
+        if resume_epochs is not None:
+            if resume_epochs <= state["epoch"] + 1:
+                raise ValueError(f"{last_path}: --epochs {resume_epochs} but {state['epoch'] + 1} epochs are already done")
+            config.epochs = resume_epochs
+        log(f"resuming {last_path} at epoch {state['epoch'] + 2}/{config.epochs}")
 
     splits = load(data_path, (TRAINING, PUBLIC_TEST))
     train_split, val_split = splits[TRAINING], splits[PUBLIC_TEST]

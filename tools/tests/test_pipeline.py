@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import onnx
@@ -38,6 +39,21 @@ def test_resume_continues_from_last_epoch(tiny_csv, tmp_path):
     epochs = [json.loads(line)["epoch"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     # 70 rows / 16 = 5 steps: the first call stops after epoch 1, the resumed one runs epochs 2 and 3.
     assert epochs == [1, 2, 3]
+
+
+def test_resume_with_epochs_sets_a_new_length(tiny_csv, tmp_path):
+    out = tmp_path / "run"
+    first = ["--epochs", "3", "--warmup-epochs", "1", "--batch-size", "16", "--max-steps", "5", "--width", "0.25"]
+    main(["train", "--data", str(tiny_csv), "--out", str(out)] + first)
+    with pytest.raises(ValueError, match="1 epochs are already done"):
+        main(["train", "--data", str(tiny_csv), "--out", str(out), "--resume", "--epochs", "1"])
+    main(["train", "--data", str(tiny_csv), "--out", str(out), "--resume", "--epochs", "2"])
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert torch.load(out / "last.pt", weights_only=False)["config"]["epochs"] == 2
+    # 5 steps per epoch, 5 of warm-up: the last step (9) is 4/5 into the 5-step cosine of the
+    # new length, where the 3-epoch run would have been 4/10 into its 10-step one.
+    assert log[-1]["lr"] == pytest.approx(2e-3 * 0.5 * (1 + math.cos(math.pi * 4 / 5)))
 
 
 def test_init_from_starts_with_the_checkpoint_weights_and_architecture(trained, tiny_csv, tmp_path):
