@@ -150,7 +150,10 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
         faces: faces.len(),
         iterations: n,
         arch: std::env::consts::ARCH,
-        classifier: format!("{} ({})", paths.classifier.display(), analyzer.classifier().metadata().precision),
+        classifier: {
+            let meta = analyzer.classifier().metadata();
+            format!("{} ({}; {})", paths.classifier.display(), meta.precision, meta.test_time)
+        },
         stages,
         panels,
     })

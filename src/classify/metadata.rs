@@ -23,6 +23,9 @@ pub struct ClassifierMetadata {
     pub class_names: Vec<String>,
     /// How the weights are stored (`float32`, `int8 (...)`), for reports.
     pub precision: String,
+    /// How the graph scores a face, for reports: `single`, or `mirror-average` (the logits of
+    /// the face and of its mirror image averaged: twice the compute per face).
+    pub test_time: String,
 }
 
 impl ClassifierMetadata {
@@ -73,6 +76,7 @@ impl ClassifierMetadata {
             std,
             class_names,
             precision: props.get(&format!("{PREFIX}precision")).cloned().unwrap_or_else(|| "unknown".into()),
+            test_time: props.get(&format!("{PREFIX}test_time")).cloned().unwrap_or_else(|| "single".into()),
         })
     }
 
@@ -107,6 +111,12 @@ mod tests {
         let meta = ClassifierMetadata::from_props(&props(&complete()), Path::new("m.onnx")).expect("valid");
         assert_eq!(meta.input_size, 48);
         assert_eq!(meta.class_names, vec!["angry", "happy"]);
+        // Models exported before the key existed score each face once.
+        assert_eq!(meta.test_time, "single");
+        let mut pairs = complete();
+        pairs.push(("test_time", "mirror-average"));
+        let mirrored = ClassifierMetadata::from_props(&props(&pairs), Path::new("m.onnx")).expect("valid");
+        assert_eq!(mirrored.test_time, "mirror-average");
         let n = meta.normalize();
         // pixel 255 -> (1.0 - 0.5) / 0.25 = 2
         assert!((255.0 * n.scale + n.offset - 2.0).abs() < 1e-5);

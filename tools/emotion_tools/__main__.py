@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     export_cmd.add_argument("--checkpoint", required=True)
     export_cmd.add_argument("--out", required=True)
     export_cmd.add_argument(
-        "--mirror-average", action="store_true", help="the graph averages each face's logits with its mirror image's (2x the compute)"
+        "--mirror-average", action="store_true", help="the graph averages each face's logits with its mirror image's (twice the compute)"
     )
 
     quantize_cmd = commands.add_parser("quantize", help="float ONNX -> int8 ONNX, calibrated on training images")
