@@ -1,4 +1,4 @@
-//! The emotion classifier on the shipped model: batching and metadata.
+//! The emotion classifier on the shipped model: faces of one call and metadata.
 
 use std::path::PathBuf;
 

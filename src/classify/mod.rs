@@ -32,14 +32,14 @@ impl Emotion {
     }
 }
 
-/// Batch sizes with a model plan optimised at load; a batch of faces is split into these
-/// (7 faces run as 4 + 2 + 1), so no plan ever sees a symbolic batch and nothing is padded.
-const PLAN_BATCHES: [usize; 4] = [8, 4, 2, 1];
-
-/// The emotion model, optimised once at load for each of [`PLAN_BATCHES`].
+/// The emotion model, optimised once at load for one face at a time.
+///
+/// A batch of faces runs face by face: channels-last, tract 0.23.9 takes 2.3x as long
+/// for a batch of 2 as for one face and 9x for a batch of 8 (`tract MODEL -t conv_nhwc -O
+/// bench`, shipped model, this 2-core x86 machine), because multi-image batches add layout
+/// moves and lose the fused residual additions.
 pub struct TractClassifier {
-    /// Plans in the order of `PLAN_BATCHES`.
-    plans: Vec<Arc<TypedRunnableModel>>,
+    plan: Arc<TypedRunnableModel>,
     metadata: ClassifierMetadata,
     path: PathBuf,
 }
@@ -50,11 +50,8 @@ impl TractClassifier {
         let loaded = LoadedOnnx::read(path)?;
         let metadata = ClassifierMetadata::from_props(&loaded.metadata, path)?;
         let side = metadata.input_size as usize;
-        let plans = PLAN_BATCHES
-            .iter()
-            .map(|&n| loaded.runnable(&[n, 1, side, side], ConvLayout::ChannelsLast))
-            .collect::<Result<_, _>>()?;
-        let classifier = Self { plans, metadata, path: path.to_owned() };
+        let plan = loaded.runnable(&[1, 1, side, side], ConvLayout::ChannelsLast)?;
+        let classifier = Self { plan, metadata, path: path.to_owned() };
         // One run at load time turns a class-count mismatch into a load error, not a per-face one.
         let probe = classifier.classify_batch(&vec![0.0; side * side], 1)?;
         if probe.len() != 1 || probe[0].probabilities.len() != classifier.metadata.class_names.len() {
@@ -87,25 +84,15 @@ impl TractClassifier {
         }
         let run_error = |cause: anyhow::Error| ModelError::Run { path: self.path.clone(), cause };
         let mut emotions = Vec::with_capacity(count);
-        let mut done = 0;
-        while done < count {
-            let (plan, n) = PLAN_BATCHES
-                .iter()
-                .zip(&self.plans)
-                .find(|(&n, _)| n <= count - done)
-                .map(|(&n, plan)| (plan, n))
-                .ok_or_else(|| self.unsupported("no model plan for this batch".to_owned()))?;
-            let input =
-                Tensor::from_shape(&[n, 1, side, side], &batch[done * len..(done + n) * len]).map_err(run_error)?;
-            let outputs = plan.run(tvec!(input.into())).map_err(run_error)?;
+        for face in batch.chunks_exact(len) {
+            let input = Tensor::from_shape(&[1, 1, side, side], face).map_err(run_error)?;
+            let outputs = self.plan.run(tvec!(input.into())).map_err(run_error)?;
             let view = outputs[0].try_as_plain_ram().map_err(run_error)?;
             let probabilities = view.as_slice::<f32>().map_err(run_error)?;
-            let classes = probabilities.len() / n;
-            if classes == 0 || probabilities.len() % n != 0 {
-                return Err(self.unsupported(format!("output of {} values for {n} faces", probabilities.len())));
+            if probabilities.is_empty() {
+                return Err(self.unsupported("empty output".to_owned()));
             }
-            emotions.extend(probabilities.chunks_exact(classes).map(|p| Emotion { probabilities: p.to_vec() }));
-            done += n;
+            emotions.push(Emotion { probabilities: probabilities.to_vec() });
         }
         Ok(emotions)
     }
