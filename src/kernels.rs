@@ -133,9 +133,9 @@ mod x86 {
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
+    use tract_onnx::prelude::DatumType;
     use tract_onnx::tract_core::tract_linalg::isa;
     use tract_onnx::tract_core::tract_linalg::routines::{best_for, Func};
-    use tract_onnx::prelude::DatumType;
 
     fn avx2_fma() -> bool {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
@@ -197,7 +197,10 @@ mod tests {
                                 })
                                 .sum::<f64>();
                         let got = output[i * (channels + 1) + c];
-                        assert!((got as f64 - expected).abs() < 1e-4, "{channels} ch, pos {i}, c {c}: {got} vs {expected}");
+                        assert!(
+                            (got as f64 - expected).abs() < 1e-4,
+                            "{channels} ch, pos {i}, c {c}: {got} vs {expected}"
+                        );
                     }
                     assert!(output[i * (channels + 1) + channels].is_nan(), "wrote past the channels");
                 }
