@@ -93,31 +93,6 @@ mod x86 {
         }
     }
 
-    /// The registered entry point: tract only calls it where the routine's `isa` says AVX2
-    /// and FMA are present.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn registered(
-        input: *const f32,
-        output: *mut f32,
-        kernel: *const f32,
-        taps: &[usize],
-        offsets: &[isize],
-        bias: *const f32,
-        channels: usize,
-        k_stride: usize,
-        len: usize,
-        in_stride: isize,
-        out_stride: isize,
-    ) {
-        // SAFETY: tract selects this routine only on machines with AVX2 and FMA, and passes
-        // pointers under the DepthwiseCF32 contract, which is this function's.
-        unsafe {
-            depthwise_c_f32_avx2(
-                input, output, kernel, taps, offsets, bias, channels, k_stride, len, in_stride, out_stride,
-            )
-        }
-    }
-
     inventory::submit! {
         Routine {
             func: Func::DepthwiseC,
@@ -125,7 +100,9 @@ mod x86 {
             isa: IsaReq::ANY.needing(&[Isa::X86_64Avx2, Isa::X86_64Fma]),
             boost: 0,
             round_trip: false,
-            factory: RoutineFactory::DepthwiseCF32 { name: KERNEL_NAME, run: registered },
+            // tract calls it only where `isa` says AVX2 and FMA are present, which is the one
+            // requirement the kernel adds to the DepthwiseCF32 contract.
+            factory: RoutineFactory::DepthwiseCF32 { name: KERNEL_NAME, run: depthwise_c_f32_avx2 },
         }
     }
 }
