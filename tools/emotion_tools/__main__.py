@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {quantize(args.model, args.data, args.out, args.form, args.calibration_count)}")
         elif args.command == "evaluate":
             return _evaluate(args)
-    except DataError as err:
+    except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -61,22 +61,15 @@ def normalise(images_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     return ((images_u8.float() / 255.0 - mean) / std).unsqueeze(1)
 
 
-def load_weights(path: str | Path, config: TrainConfig) -> EmotionMobileNet:
-    """The network stored in a checkpoint: the selected weights of a `best.pt`, the averaged ones of a `last.pt`.
+def load_teacher(path: str | Path, config: TrainConfig) -> EmotionMobileNet:
+    """The network of a checkpoint (see `load_checkpoint_model`), laid out for training batches.
 
     Its input normalisation must match `config`'s, since it sees the same batches.
     """
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    stored = TrainConfig(**state["config"])
+    model, stored = load_checkpoint_model(path)
     if (stored.mean, stored.std) != (config.mean, config.std):
         raise ValueError(f"{path}: normalisation {stored.mean}/{stored.std} differs from the run's {config.mean}/{config.std}")
-    model = build_model(stored)
-    if "ema" in state:
-        prefix = "module."
-        model.load_state_dict({k[len(prefix) :]: v for k, v in state["ema"].items() if k.startswith(prefix)})
-    else:
-        model.load_state_dict(state["model"])
-    return model.eval().to(memory_format=torch.channels_last)
+    return model.to(memory_format=torch.channels_last)
 
 
 def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -226,7 +219,7 @@ def train(
     elif state is None:
         pixels = train_split.images.astype(np.float64) / 255.0
         config.mean, config.std = round(float(pixels.mean()), 4), round(float(pixels.std()), 4)
-    teachers = [load_weights(path, config) for path in config.teachers]
+    teachers = [load_teacher(path, config) for path in config.teachers]
     if teachers:
         log(f"distilling from {len(teachers)} teacher(s), weight {config.distill_weight}, temperature {config.distill_temperature}")
 
@@ -318,10 +311,18 @@ def train(
 
 
 def load_checkpoint_model(path: str | Path) -> tuple[EmotionMobileNet, TrainConfig]:
-    """The model (in eval mode) and its config from a `best.pt`-style checkpoint."""
+    """The model (in eval mode) and its config from a checkpoint.
+
+    A `best.pt` holds the weights selected on PublicTest; a `last.pt` holds the raw and the
+    averaged weights, and the averaged ones are taken.
+    """
     state = torch.load(path, map_location="cpu", weights_only=False)
     config = TrainConfig(**state["config"])
     model = build_model(config)
-    model.load_state_dict(state["model"])
+    if "ema" in state:
+        prefix = "module."
+        model.load_state_dict({k[len(prefix) :]: v for k, v in state["ema"].items() if k.startswith(prefix)})
+    else:
+        model.load_state_dict(state["model"])
     model.eval()
     return model, config

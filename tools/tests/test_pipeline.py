@@ -41,12 +41,12 @@ def test_resume_continues_from_last_epoch(tiny_csv, tmp_path):
     assert epochs == [1, 2, 3]
 
 
-def test_resume_with_epochs_sets_a_new_length(tiny_csv, tmp_path):
+def test_resume_with_epochs_sets_a_new_length(tiny_csv, tmp_path, capsys):
     out = tmp_path / "run"
     first = ["--epochs", "3", "--warmup-epochs", "1", "--batch-size", "16", "--max-steps", "5", "--width", "0.25"]
     main(["train", "--data", str(tiny_csv), "--out", str(out)] + first)
-    with pytest.raises(ValueError, match="1 epochs are already done"):
-        main(["train", "--data", str(tiny_csv), "--out", str(out), "--resume", "--epochs", "1"])
+    assert main(["train", "--data", str(tiny_csv), "--out", str(out), "--resume", "--epochs", "1"]) == 2
+    assert "--epochs 1 but 1 epochs are already done" in capsys.readouterr().err
     main(["train", "--data", str(tiny_csv), "--out", str(out), "--resume", "--epochs", "2"])
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]
@@ -198,7 +198,7 @@ def test_int8_weights_form_is_the_float_graph_on_int8_weights(trained, tiny_csv,
 
 
 def test_distilled_stride_2_run_records_its_teacher_and_exports(trained, tiny_csv, tmp_path):
-    from emotion_tools.train import load_weights, TrainConfig
+    from emotion_tools.train import TrainConfig, load_teacher
 
     out = tmp_path / "student"
     teacher = str(trained / "last.pt")
@@ -209,11 +209,11 @@ def test_distilled_stride_2_run_records_its_teacher_and_exports(trained, tiny_cs
 
     # A last.pt teacher is its averaged weights.
     state = torch.load(trained / "last.pt", weights_only=False)
-    loaded = load_weights(teacher, TrainConfig(**state["config"]))
+    loaded = load_teacher(teacher, TrainConfig(**state["config"]))
     for name, tensor in loaded.state_dict().items():
         assert torch.equal(tensor, state["ema"]["module." + name]), name
     with pytest.raises(ValueError, match="normalisation"):
-        load_weights(teacher, TrainConfig(width=0.25, mean=0.1, std=0.2))
+        load_teacher(teacher, TrainConfig(width=0.25, mean=0.1, std=0.2))
 
     float_path = tmp_path / "student.onnx"
     assert main(["export", "--checkpoint", str(out / "best.pt"), "--out", str(float_path)]) == 0
