@@ -160,6 +160,11 @@ def lr_at(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def mirror_averaged_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Mean of the logits of the faces and of their mirror images (test-time flip)."""
+    return (model(x) + model(torch.flip(x, dims=[3]))) / 2
+
+
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 512, flip: bool = False) -> torch.Tensor:
     """Logits for normalised images (N, 1, H, W); with `flip`, averaged with the mirrored image."""
@@ -167,10 +172,7 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int
     chunks = []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size]
-        logits = model(x)
-        if flip:
-            logits = (logits + model(torch.flip(x, dims=[3]))) / 2
-        chunks.append(logits)
+        chunks.append(mirror_averaged_logits(model, x) if flip else model(x))
     return torch.cat(chunks) if chunks else torch.zeros(0, len(CLASS_NAMES))
 
 
