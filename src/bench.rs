@@ -15,6 +15,7 @@ use crate::output::panel::driver::{init_panel, Controller, PanelGeometry};
 use crate::output::panel::fake_bus::{FakeBus, FakePin, NoDelay};
 use crate::output::panel::interface::SPIDEV_CHUNK;
 use crate::output::ui::{draw_ui, Framebuffer, UiFace, UiState, UiStatus};
+use crate::profile::{profile_plan, ModelProfile};
 
 /// The image `bench` uses when none is given (present in a source checkout).
 pub const DEFAULT_BENCH_IMAGE: &str = "tests/fixtures/grace_hopper.jpg";
@@ -157,6 +158,15 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
         stages,
         panels,
     })
+}
+
+/// Profiles the detector and the emotion model node by node over `runs` runs each.
+pub fn run_profile(paths: &ModelPaths, runs: usize) -> anyhow::Result<Vec<ModelProfile>> {
+    let analyzer = Analyzer::load(paths, AnalyzerSettings::default())?;
+    Ok(vec![
+        profile_plan(&paths.detector, analyzer.detector().plan(), runs)?,
+        profile_plan(&paths.classifier, analyzer.classifier().plan(), runs)?,
+    ])
 }
 
 /// Renders 60 screens alternating between `frames` and counts what goes over SPI.

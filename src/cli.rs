@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
-use crate::bench::{run_bench, BenchOptions};
+use crate::bench::{run_bench, run_profile, BenchOptions};
 use crate::bulk::classify_files::{classify_paths, RowFormat};
 use crate::bulk::eval::{evaluate, Evaluation};
 use crate::bulk::fer::{self, Usage};
@@ -252,12 +252,19 @@ pub struct BenchArgs {
     /// Seconds between the starts of two injected faults.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..), requires = "soak")]
     pub fault_every: u64,
+    /// Profile the two models instead, node by node over --iterations runs: time per op kind
+    /// and the slowest nodes with the kernels tract chose.
+    #[arg(long, conflicts_with_all = ["live", "soak", "image"])]
+    pub profile: bool,
     /// Image folder the live benchmark or the soak loops [default: the bench image framed at 640x480].
     #[arg(long, value_name = "DIR", requires = "loop_bench")]
     pub source: Option<PathBuf>,
     #[command(flatten)]
     pub models: ModelArgs,
 }
+
+/// Nodes `bench --profile` lists per model in its text output (`--json` has all of them).
+const PROFILE_TOP_NODES: usize = 15;
 
 fn number_in(text: &str, low: f32, high: f32) -> Result<f32, String> {
     let v: f32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
@@ -374,6 +381,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 print!("{}", report.to_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) if args.profile => {
+            let profiles = run_profile(&args.models.paths(), args.iterations.max(1))?;
+            if args.json {
+                println!("{}", serde_json::to_string(&profiles)?);
+            } else {
+                let tables: Vec<String> = profiles.iter().map(|p| p.to_text(PROFILE_TOP_NODES)).collect();
+                print!("{}", tables.join("\n"));
             }
             Ok(ExitCode::SUCCESS)
         }

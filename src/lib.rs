@@ -24,6 +24,7 @@ pub mod kernels;
 pub mod live;
 pub mod model;
 pub mod output;
+pub mod profile;
 pub mod resample;
 pub mod service;
 pub mod threads;

@@ -143,3 +143,22 @@ fn doctor_loads_the_models_and_names_a_missing_camera_with_a_fix() {
     // Problems make the exit code 1, so scripts (tools/deploy.sh) can tell.
     assert_eq!(output.status.code(), Some(1), "{text}");
 }
+
+#[test]
+fn bench_profile_lists_both_models_node_by_node() {
+    let output = emotion_pi(&["bench", "--profile", "--iterations", "2", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let profiles: Value = serde_json::from_slice(&output.stdout).expect("one JSON array");
+    let models: Vec<&str> = profiles.as_array().unwrap().iter().map(|p| p["model"].as_str().unwrap()).collect();
+    assert_eq!(
+        models,
+        ["models/blazeface/face_detection_front_128x128_barracuda.onnx", "models/emotion_mobilenet_int8.onnx"]
+    );
+    for profile in profiles.as_array().unwrap() {
+        assert_eq!(profile["runs"], 2);
+        assert!(profile["nodes"].as_array().unwrap().len() > 100, "{}", profile["model"]);
+    }
+    let clash = emotion_pi(&["bench", "--profile", "--live"]);
+    assert_eq!(clash.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&clash.stderr).contains("--profile"));
+}

@@ -66,6 +66,11 @@ impl TractClassifier {
         Ok(classifier)
     }
 
+    /// The optimised plan, for profiling.
+    pub fn plan(&self) -> &Arc<TypedRunnableModel> {
+        &self.plan
+    }
+
     pub fn metadata(&self) -> &ClassifierMetadata {
         &self.metadata
     }

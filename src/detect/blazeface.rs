@@ -115,6 +115,11 @@ impl TractDetector {
         Ok(())
     }
 
+    /// The optimised plan, for profiling.
+    pub fn plan(&self) -> &Arc<TypedRunnableModel> {
+        &self.model
+    }
+
     /// Side of the square model input in pixels.
     pub fn input_size(&self) -> u32 {
         self.input_size
