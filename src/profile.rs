@@ -1,7 +1,8 @@
 //! `emotion-pi bench --profile`: where an optimised model spends its time, node by node.
 //!
-//! tract's own profiler lives in its command-line tool, which this crate does not ship; the
-//! same figures come from timing each node as the plan evaluates it. Tuning the models or
+//! tract's own profiler lives in `tract-libcli`, whose command-line-tool dependencies (GPU
+//! back-ends, a second clap) this firmware does not want; the same figures come from timing
+//! each node through tract-core's evaluation hook. Tuning the models or
 //! the runtime (see models/MODEL_CARD.md) starts from these numbers.
 
 use std::collections::HashMap;
