@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
 use crate::bulk::classify_files::read_image;
 use crate::frame::Frame;
+use crate::kernel_choice::KernelChoice;
 use crate::output::panel::bands::PanelWriter;
 use crate::output::panel::driver::{init_panel, Controller, PanelGeometry};
 use crate::output::panel::fake_bus::{FakeBus, FakePin, NoDelay};
@@ -25,6 +26,8 @@ pub const BENCH_FRAME: (u32, u32) = (640, 480);
 pub struct BenchOptions {
     pub image: Option<PathBuf>,
     pub iterations: usize,
+    /// Who picks the emotion model's matrix-product kernels.
+    pub kernels: KernelChoice,
 }
 
 /// Latency of one stage over all iterations, in milliseconds.
@@ -96,7 +99,7 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
     if !Path::new(&image_path).is_file() {
         anyhow::bail!("{}: bench image not found; pass --image FILE", image_path.display());
     }
-    let analyzer = Analyzer::load(paths, AnalyzerSettings::default())?;
+    let analyzer = Analyzer::load(paths, AnalyzerSettings { kernels: options.kernels, ..AnalyzerSettings::default() })?;
     let decoded = read_image(&image_path).map_err(|m| anyhow::anyhow!("{}: {m}", image_path.display()))?;
     let frame = camera_frame(&decoded);
     let detector = analyzer.detector();
@@ -153,7 +156,14 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
         arch: std::env::consts::ARCH,
         classifier: {
             let meta = analyzer.classifier().metadata();
-            format!("{} ({}; {})", paths.classifier.display(), meta.precision, meta.test_time)
+            let kernels = match analyzer.classifier().kernel_report() {
+                None => "kernels picked by tract".to_owned(),
+                Some(k) => format!(
+                    "kernels measured at load: {} candidates, {} product shapes, products {:.0} us with tract's picks, {:.0} us with the fastest",
+                    k.candidates, k.shapes, k.tract_us, k.chosen_us
+                ),
+            };
+            format!("{} ({}; {}; {kernels})", paths.classifier.display(), meta.precision, meta.test_time)
         },
         stages,
         panels,
@@ -161,8 +171,8 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
 }
 
 /// Profiles the detector and the emotion model node by node over `runs` runs each.
-pub fn run_profile(paths: &ModelPaths, runs: usize) -> anyhow::Result<Vec<ModelProfile>> {
-    let analyzer = Analyzer::load(paths, AnalyzerSettings::default())?;
+pub fn run_profile(paths: &ModelPaths, runs: usize, kernels: KernelChoice) -> anyhow::Result<Vec<ModelProfile>> {
+    let analyzer = Analyzer::load(paths, AnalyzerSettings { kernels, ..AnalyzerSettings::default() })?;
     Ok(vec![
         profile_plan(&paths.detector, analyzer.detector().plan(), runs)?,
         profile_plan(&paths.classifier, analyzer.classifier().plan(), runs)?,

@@ -19,6 +19,7 @@ use crate::classify::{CropSettings, TractClassifier};
 use crate::config::{Config, ConfigError, RunSettings};
 use crate::detect::DetectorSettings;
 use crate::doctor::{self, Host, Verdict};
+use crate::kernel_choice::KernelChoice;
 use crate::live::bench::{run_live_bench, LiveBenchOptions};
 use crate::live::device::run_device;
 use crate::live::soak::{run_soak, SoakOptions};
@@ -180,6 +181,7 @@ impl DetectArgs {
         AnalyzerSettings {
             detector: DetectorSettings { min_score: self.min_face_score, ..DetectorSettings::default() },
             crop: CropSettings { margin: self.crop_margin, ..CropSettings::default() },
+            ..AnalyzerSettings::default()
         }
     }
 }
@@ -256,11 +258,23 @@ pub struct BenchArgs {
     /// and the slowest nodes with the kernels tract chose.
     #[arg(long, conflicts_with_all = ["live", "soak", "image"])]
     pub profile: bool,
+    /// Run the emotion model on the kernels tract's cost model picks instead of the ones
+    /// measured fastest at load, to compare the two.
+    #[arg(long, conflicts_with_all = ["live", "soak"])]
+    pub tract_kernels: bool,
     /// Image folder the live benchmark or the soak loops [default: the bench image framed at 640x480].
     #[arg(long, value_name = "DIR", requires = "loop_bench")]
     pub source: Option<PathBuf>,
     #[command(flatten)]
     pub models: ModelArgs,
+}
+
+fn bench_kernels(args: &BenchArgs) -> KernelChoice {
+    if args.tract_kernels {
+        KernelChoice::Tract
+    } else {
+        KernelChoice::Measured
+    }
 }
 
 /// Nodes `bench --profile` lists per model in its text output (`--json` has all of them).
@@ -327,7 +341,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => {
-            let classifier = TractClassifier::load(&args.models.paths().classifier)?;
+            let classifier = TractClassifier::load(&args.models.paths().classifier, KernelChoice::Measured)?;
             let faces = fer::load(&args.path, args.usage)?;
             if faces.is_empty() {
                 anyhow::bail!("{}: no {:?} faces to evaluate", args.path.display(), args.usage);
@@ -385,7 +399,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) if args.profile => {
-            let profiles = run_profile(&args.models.paths(), args.iterations.max(1))?;
+            let profiles = run_profile(&args.models.paths(), args.iterations.max(1), bench_kernels(&args))?;
             if args.json {
                 println!("{}", serde_json::to_string(&profiles)?);
             } else {
@@ -395,7 +409,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
-            let options = BenchOptions { image: args.image, iterations: args.iterations.max(1) };
+            let options = BenchOptions {
+                image: args.image.clone(),
+                iterations: args.iterations.max(1),
+                kernels: bench_kernels(&args),
+            };
             let report = run_bench(&args.models.paths(), &options)?;
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);

@@ -20,6 +20,7 @@ pub mod detect;
 pub mod doctor;
 pub mod frame;
 pub mod geometry;
+pub mod kernel_choice;
 pub mod kernels;
 pub mod live;
 pub mod model;

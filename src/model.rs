@@ -57,6 +57,12 @@ impl LoadedOnnx {
     /// Shapes are concrete on purpose: with a symbolic batch dimension tract 0.23 ran the
     /// emotion MobileNet 6x slower (21 ms vs 3.3 ms per face here).
     pub fn runnable(&self, shape: &[usize], layout: ConvLayout) -> Result<Arc<TypedRunnableModel>, ModelError> {
+        self.optimized(self.typed(shape, layout)?)
+    }
+
+    /// The model with its first input fixed to `shape`, decluttered and laid out, before
+    /// optimisation: the costly part of loading (about 140 ms of 150 for the emotion model here).
+    pub fn typed(&self, shape: &[usize], layout: ConvLayout) -> Result<TypedModel, ModelError> {
         let load_error = |cause: anyhow::Error| ModelError::Load { path: self.path.clone(), cause };
         let mut typed = self
             .model
@@ -71,6 +77,12 @@ impl LoadedOnnx {
                 .ok_or_else(|| load_error(anyhow::anyhow!("this tract has no conv_nhwc transform")))?;
             typed.transform(&*transform).map_err(load_error)?;
         }
+        Ok(typed)
+    }
+
+    /// `typed` optimised for repeated runs; this is where tract picks its kernels.
+    pub fn optimized(&self, typed: TypedModel) -> Result<Arc<TypedRunnableModel>, ModelError> {
+        let load_error = |cause: anyhow::Error| ModelError::Load { path: self.path.clone(), cause };
         typed.into_optimized().and_then(|m| m.into_runnable()).map_err(load_error)
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
+use crate::kernel_choice::{measured_plan, KernelChoice, KernelReport};
 use crate::model::{ConvLayout, LoadedOnnx, ModelError};
 
 /// Class probabilities for one face, in the model's class order.
@@ -42,16 +43,30 @@ pub struct TractClassifier {
     plan: Arc<TypedRunnableModel>,
     metadata: ClassifierMetadata,
     path: PathBuf,
+    kernels: Option<KernelReport>,
 }
 
+/// Rounds and runs per candidate kernel when the kernels are measured at load.
+const KERNEL_ROUNDS: usize = 2;
+const KERNEL_RUNS: usize = 10;
+
 impl TractClassifier {
-    /// Loads `path`, reading preprocessing and class names from its metadata.
-    pub fn load(path: &Path) -> Result<Self, ModelError> {
+    /// Loads `path`, reading preprocessing and class names from its metadata, with the
+    /// matrix-product kernels picked by `kernels`.
+    pub fn load(path: &Path, kernels: KernelChoice) -> Result<Self, ModelError> {
         let loaded = LoadedOnnx::read(path)?;
         let metadata = ClassifierMetadata::from_props(&loaded.metadata, path)?;
         let side = metadata.input_size as usize;
-        let plan = loaded.runnable(&[1, 1, side, side], ConvLayout::ChannelsLast)?;
-        let classifier = Self { plan, metadata, path: path.to_owned() };
+        let typed = loaded.typed(&[1, 1, side, side], ConvLayout::ChannelsLast)?;
+        let build = || loaded.optimized(typed.clone());
+        let (plan, kernels) = match kernels {
+            KernelChoice::Tract => (build()?, None),
+            KernelChoice::Measured => {
+                let (plan, report) = measured_plan(path, build, KERNEL_ROUNDS, KERNEL_RUNS)?;
+                (plan, Some(report))
+            }
+        };
+        let classifier = Self { plan, metadata, path: path.to_owned(), kernels };
         // One run at load time turns a class-count mismatch into a load error, not a per-face one.
         let probe = classifier.classify_batch(&vec![0.0; side * side], 1)?;
         if probe.len() != 1 || probe[0].probabilities.len() != classifier.metadata.class_names.len() {
@@ -69,6 +84,11 @@ impl TractClassifier {
     /// The optimised plan, for profiling.
     pub fn plan(&self) -> &Arc<TypedRunnableModel> {
         &self.plan
+    }
+
+    /// How the product kernels were measured, when they were.
+    pub fn kernel_report(&self) -> Option<&KernelReport> {
+        self.kernels.as_ref()
     }
 
     pub fn metadata(&self) -> &ClassifierMetadata {

@@ -55,6 +55,7 @@ pub fn run_device_with_source(
     let analyzer_settings = AnalyzerSettings {
         detector: DetectorSettings { min_score: settings.min_face_score, ..DetectorSettings::default() },
         crop: settings.crop,
+        ..AnalyzerSettings::default()
     };
     let analyzer = Analyzer::load(models, analyzer_settings)?;
     let classes = analyzer.classifier().metadata().class_names.len();
