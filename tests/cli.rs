@@ -162,3 +162,20 @@ fn bench_profile_lists_both_models_node_by_node() {
     assert_eq!(clash.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&clash.stderr).contains("--profile"));
 }
+
+#[test]
+fn bench_says_who_picked_the_emotion_models_kernels() {
+    for (flags, expected) in [
+        (&["bench", "--iterations", "2", "--json"][..], "kernels measured at load"),
+        (&["bench", "--iterations", "2", "--json", "--tract-kernels"][..], "kernels picked by tract"),
+    ] {
+        let output = emotion_pi(flags);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+        let classifier = report["classifier"].as_str().unwrap();
+        assert!(classifier.contains(expected), "{flags:?}: {classifier}");
+    }
+    let clash = emotion_pi(&["bench", "--tract-kernels", "--soak"]);
+    assert_eq!(clash.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&clash.stderr).contains("--tract-kernels"));
+}
