@@ -160,7 +160,10 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
                 None => "kernels picked by tract".to_owned(),
                 Some(k) => format!(
                     "kernels measured at load: {} candidates, {} product shapes, products {:.0} us with tract's picks, {:.0} us with the fastest",
-                    k.candidates, k.shapes, k.tract_us, k.chosen_us
+                    k.candidates,
+                    k.chosen.len(),
+                    k.tract_us,
+                    k.chosen_us
                 ),
             };
             format!("{} ({}; {}; {kernels})", paths.classifier.display(), meta.precision, meta.test_time)

@@ -164,13 +164,11 @@ pub fn fastest_per_shape(
 pub struct KernelReport {
     /// Kernels tried.
     pub candidates: usize,
-    /// Distinct product shapes in the model.
-    pub shapes: usize,
     /// Product time per run with tract's kernels, microseconds (fastest of the rounds).
     pub tract_us: f64,
     /// Product time per run with the chosen kernels, as measured per shape.
     pub chosen_us: f64,
-    /// The kernel chosen for each product shape.
+    /// The kernel chosen for each matrix-matrix product shape of the model.
     pub chosen: BTreeMap<ProductShape, &'static str>,
 }
 
@@ -208,7 +206,7 @@ pub fn measured_plan(
     answer(TierAnswer::Silent);
     let (plan, chosen) = measured?;
     let chosen_us = chosen.iter().map(|(shape, kernel)| timings[shape][kernel]).sum();
-    Ok((plan, KernelReport { candidates: candidates.len(), shapes: chosen.len(), tract_us, chosen_us, chosen }))
+    Ok((plan, KernelReport { candidates: candidates.len(), tract_us, chosen_us, chosen }))
 }
 
 fn answer(answer: TierAnswer) {
