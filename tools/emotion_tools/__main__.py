@@ -1,4 +1,4 @@
-"""Command line: `python -m emotion_tools {train,export,quantize,evaluate} ...` (run from tools/)."""
+"""Command line: `python -m emotion_tools {train,export,quantize,evaluate,ensemble} ...` (run from tools/)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd.add_argument("--out", required=True, help="checkpoint folder (last.pt, best.pt, train_log.jsonl)")
     train_cmd.add_argument("--epochs", type=int, help="total epochs; with --resume, a new length for the stored run")
     train_cmd.add_argument("--batch-size", type=int)
+    train_cmd.add_argument("--arch", choices=("mobilenet", "teacher-cnn"), help="teacher-cnn: a plain CNN to distil from, not shipped")
     train_cmd.add_argument("--width", type=float)
     train_cmd.add_argument("--stem-stride", type=int, choices=(1, 2), help="2 halves the resolution in the stem (faster)")
     train_cmd.add_argument("--seed", type=int)
@@ -55,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         "--with-predictions", action="store_true", help="with --json: add each row's predicted class index, in data order"
     )
 
+    ensemble_cmd = commands.add_parser("ensemble", help="accuracy of checkpoints alone and averaged (choosing teachers)")
+    ensemble_cmd.add_argument("--checkpoint", required=True, action="append", help="best.pt or last.pt; repeat")
+    ensemble_cmd.add_argument("--data", required=True)
+    ensemble_cmd.add_argument("--usage", default="PublicTest", choices=("Training", "PublicTest", "PrivateTest"))
+    ensemble_cmd.add_argument("--mirror", action="store_true", help="average each face with its mirror image too")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -64,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             for field in (
                 "epochs",
                 "batch_size",
+                "arch",
                 "width",
                 "stem_stride",
                 "seed",
@@ -96,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {quantize(args.model, args.data, args.out, args.form, args.calibration_count)}")
         elif args.command == "evaluate":
             return _evaluate(args)
-    except (DataError, ValueError) as err:
+        elif args.command == "ensemble":
+            _ensemble(args)
+    except (DataError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -121,6 +131,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         line = {"agreement_top1": agreement, "reference": args.model[0], "model": model}
         print(json.dumps(line) if args.json else f"top-1 agreement of {model} with {args.model[0]}: {100 * agreement:.2f}%")
     return 0
+
+
+def _ensemble(args: argparse.Namespace) -> None:
+    from .ensemble import score
+    from .evaluate import format_report
+
+    result = score(args.checkpoint, args.data, args.usage, args.mirror)
+    mirrored = ", mirror-averaged" if args.mirror else ""
+    for path, accuracy in result["models"].items():
+        print(f"{path}: {100 * accuracy:.2f}% on {args.usage}{mirrored}")
+    for pair in result["agreement"]:
+        print(f"top-1 agreement of {pair['a']} and {pair['b']}: {100 * pair['top1']:.2f}%")
+    print(f"== averaged probabilities of {len(args.checkpoint)} checkpoint(s){mirrored}\n{format_report(result['average'])}")
 
 
 if __name__ == "__main__":

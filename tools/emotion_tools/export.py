@@ -48,6 +48,12 @@ class WithSoftmax(nn.Module):
         return torch.softmax(logits, dim=1)
 
 
+def _architecture(config: TrainConfig) -> str:
+    if config.arch == "teacher-cnn":
+        return f"plain CNN teacher (model.TeacherCNN), width {config.width}"
+    return f"MobileNetV2-style, width {config.width}, stride-{config.stem_stride} stem, last {config.last_channels} channels"
+
+
 def metadata_for(config: TrainConfig, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The `metadata_props` entries describing preprocessing and outputs."""
     props = {
@@ -58,7 +64,7 @@ def metadata_for(config: TrainConfig, extra: dict[str, str] | None = None) -> di
         "std": repr(config.std),
         "class_names": ",".join(CLASS_NAMES),
         "output": "probabilities",
-        "architecture": f"MobileNetV2-style, width {config.width}, stride-{config.stem_stride} stem, last {config.last_channels} channels",
+        "architecture": _architecture(config),
     }
     props.update(extra or {})
     return {METADATA_PREFIX + k: v for k, v in props.items()}

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 
 from .data import CLASS_NAMES, PUBLIC_TEST, TRAINING, load
-from .model import EmotionMobileNet
+from .model import EmotionMobileNet, TeacherCNN
 
 
 @dataclass
@@ -33,6 +33,8 @@ class TrainConfig:
     warmup_epochs: int = 3
     label_smoothing: float = 0.1
     ema_decay: float = 0.999
+    #: "mobilenet" (the shipped network) or "teacher-cnn" (a plain CNN to distil from, see model.py).
+    arch: str = "mobilenet"
     width: float = 1.0
     last_channels: int = 640
     dropout: float = 0.2
@@ -52,7 +54,15 @@ class TrainConfig:
     std: float = 1.0
 
 
-def build_model(config: TrainConfig) -> EmotionMobileNet:
+ARCHITECTURES = ("mobilenet", "teacher-cnn")
+
+
+def build_model(config: TrainConfig) -> torch.nn.Module:
+    """The network `config` describes, with freshly initialised weights."""
+    if config.arch == "teacher-cnn":
+        return TeacherCNN(len(CLASS_NAMES), config.width, config.dropout)
+    if config.arch != "mobilenet":
+        raise ValueError(f"unknown architecture {config.arch!r}; expected one of {', '.join(ARCHITECTURES)}")
     return EmotionMobileNet(len(CLASS_NAMES), config.width, config.last_channels, config.dropout, config.stem_stride)
 
 
@@ -61,7 +71,7 @@ def normalise(images_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     return ((images_u8.float() / 255.0 - mean) / std).unsqueeze(1)
 
 
-def load_teacher(path: str | Path, config: TrainConfig) -> EmotionMobileNet:
+def load_teacher(path: str | Path, config: TrainConfig) -> torch.nn.Module:
     """The network of a checkpoint (see `load_checkpoint_model`), laid out for training batches.
 
     Its input normalisation must match `config`'s, since it sees the same batches.
@@ -215,7 +225,7 @@ def train(
     if state is None and config.init_from:
         initial = torch.load(config.init_from, map_location="cpu", weights_only=False)
         # Same architecture and normalisation as the run the weights came from.
-        for name in ("width", "last_channels", "stem_stride", "mean", "std"):
+        for name in ("arch", "width", "last_channels", "stem_stride", "mean", "std"):
             setattr(config, name, initial["config"].get(name, getattr(TrainConfig(), name)))
         log(f"starting from the weights of {config.init_from} (epoch {initial['epoch'] + 1})")
     elif state is None:
@@ -312,7 +322,7 @@ def train(
     return best_path
 
 
-def load_checkpoint_model(path: str | Path) -> tuple[EmotionMobileNet, TrainConfig]:
+def load_checkpoint_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
     """The model (in eval mode) and its config from a checkpoint.
 
     A `best.pt` holds the weights selected on PublicTest; a `last.pt` holds the raw and the

@@ -225,27 +225,99 @@ def test_distilled_stride_2_run_records_its_teacher_and_exports(trained, tiny_cs
     np.testing.assert_allclose(onnx_probabilities(str(float_path), split.images), torch_probs, atol=1e-4)
 
 
-def test_mirror_averaged_export_matches_flip_scoring_and_survives_quantization(tiny_csv, tmp_path):
+def test_plain_cnn_teacher_trains_and_teaches_a_mobilenet_student(tiny_csv, tmp_path):
+    from emotion_tools.model import EmotionMobileNet, TeacherCNN
+
+    teacher_dir, student_dir = tmp_path / "teacher", tmp_path / "student"
+    common = ["--data", str(tiny_csv), "--epochs", "1", "--batch-size", "16", "--width", "0.25"]
+    assert main(["train", "--out", str(teacher_dir), "--arch", "teacher-cnn"] + common) == 0
+    teacher, teacher_config = load_checkpoint_model(teacher_dir / "best.pt")
+    assert isinstance(teacher, TeacherCNN) and teacher_config.arch == "teacher-cnn"
+
+    teacher_path = str(teacher_dir / "best.pt")
+    assert main(["train", "--out", str(student_dir), "--teacher", teacher_path, "--stem-stride", "2"] + common) == 0
+    student, student_config = load_checkpoint_model(student_dir / "best.pt")
+    assert isinstance(student, EmotionMobileNet)
+    assert (student_config.arch, student_config.teachers) == ("mobilenet", [teacher_path])
+
+    # The teacher exports too (to score it with onnxruntime), described as what it is.
+    float_path = tmp_path / "teacher.onnx"
+    assert main(["export", "--checkpoint", teacher_path, "--out", str(float_path)]) == 0
+    assert read_metadata(float_path)["architecture"].startswith("plain CNN teacher")
+    split = load(tiny_csv, (PUBLIC_TEST,))[PUBLIC_TEST]
+    with torch.no_grad():
+        torch_probs = torch.softmax(teacher(normalise(torch.from_numpy(split.images), teacher_config.mean, teacher_config.std)), 1).numpy()
+    np.testing.assert_allclose(onnx_probabilities(str(float_path), split.images), torch_probs, atol=1e-4)
+
+
+def _face_dependent_random_checkpoint(path, images: np.ndarray, seed: int, arch: str = "mobilenet"):
+    """A checkpoint of random weights whose answers depend on the face.
+
+    Barely trained fixture models answer nearly the same for every face. Here the BatchNorm
+    statistics are set from one batch of `images` (so activations keep their scale) and the
+    classifier is scaled up from its 0.01 initialisation.
+    """
     from dataclasses import asdict
 
-    from emotion_tools.train import TrainConfig, build_model, predict_logits
+    from emotion_tools.train import TrainConfig, build_model
 
-    # The two-epoch fixture model answers nearly the same for every face, which would hide a
-    # graph that ignored the mirror. Random weights whose BatchNorm statistics are set from
-    # one batch (so activations keep their scale) and a classifier scaled up from its 0.01
-    # initialisation give answers that depend on the face.
-    split = load(tiny_csv, (PUBLIC_TEST,))[PUBLIC_TEST]
-    torch.manual_seed(5)
-    config = TrainConfig(width=0.25, mean=0.3, std=0.2)
-    random_model = build_model(config)
-    random_model.classifier.weight.data.normal_(0, 0.05)
-    for module in random_model.modules():
+    torch.manual_seed(seed)
+    config = TrainConfig(arch=arch, width=0.25, mean=0.3, std=0.2)
+    model = build_model(config)
+    model.classifier.weight.data.normal_(0, 0.05)
+    for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None
     with torch.no_grad():
-        random_model.train()(normalise(torch.from_numpy(split.images), config.mean, config.std))
-    checkpoint = tmp_path / "random.pt"
-    torch.save({"config": asdict(config), "epoch": 0, "model": random_model.state_dict()}, checkpoint)
+        model.train()(normalise(torch.from_numpy(images), config.mean, config.std))
+    torch.save({"config": asdict(config), "epoch": 0, "model": model.state_dict()}, path)
+    return path
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_ensemble_scores_checkpoints_alone_and_averaged(tiny_csv, tmp_path, capsys, mirror):
+    # Expected values from the exported graphs run by onnxruntime, not from the checkpoint code path.
+    split = load(tiny_csv, (PUBLIC_TEST,))[PUBLIC_TEST]
+    paths = [
+        str(_face_dependent_random_checkpoint(tmp_path / "mobilenet.pt", split.images, seed=5)),
+        str(_face_dependent_random_checkpoint(tmp_path / "cnn.pt", split.images, seed=6, arch="teacher-cnn")),
+    ]
+    probs = []
+    for i, path in enumerate(paths):
+        onnx_path = tmp_path / f"model{i}.onnx"
+        assert main(["export", "--checkpoint", path, "--out", str(onnx_path)] + (["--mirror-average"] if mirror else [])) == 0
+        probs.append(onnx_probabilities(str(onnx_path), split.images))
+    averaged = (probs[0] + probs[1]) / 2
+    capsys.readouterr()
+
+    assert main(["ensemble", "--data", str(tiny_csv)] + [a for p in paths for a in ("--checkpoint", p)] + (["--mirror"] if mirror else [])) == 0
+    out = capsys.readouterr().out
+    for path, p in zip(paths, probs):
+        assert f"{path}: {100 * (p.argmax(1) == split.labels).mean():.2f}% on PublicTest" in out
+    agreement = (probs[0].argmax(1) == probs[1].argmax(1)).mean()
+    assert f"top-1 agreement of {paths[0]} and {paths[1]}: {100 * agreement:.2f}%" in out
+    assert f"accuracy = {100 * (averaged.argmax(1) == split.labels).mean():.2f}%" in out
+    assert ("mirror-averaged" in out) == mirror
+
+    from emotion_tools.ensemble import score
+
+    assert score(paths, str(tiny_csv), PUBLIC_TEST, mirror)["average"] == report(split.labels, averaged.argmax(1))
+
+
+def test_ensemble_names_a_missing_checkpoint(tiny_csv, tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "best.pt"
+    assert main(["ensemble", "--data", str(tiny_csv), "--checkpoint", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_mirror_averaged_export_matches_flip_scoring_and_survives_quantization(tiny_csv, tmp_path):
+    from emotion_tools.train import predict_logits
+
+    # The two-epoch fixture model answers nearly the same for every face, which would hide a
+    # graph that ignored the mirror.
+    split = load(tiny_csv, (PUBLIC_TEST,))[PUBLIC_TEST]
+    checkpoint = _face_dependent_random_checkpoint(tmp_path / "random.pt", split.images, seed=5)
+    config = load_checkpoint_model(checkpoint)[1]
 
     float_path = tmp_path / "mirror.onnx"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(float_path), "--mirror-average"]) == 0

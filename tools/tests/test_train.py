@@ -62,3 +62,24 @@ def test_stem_stride_moves_the_first_halving_and_keeps_the_output_grid():
     assert sum(p.numel() for p in full.parameters()) == sum(p.numel() for p in halved.parameters())
     with pytest.raises(ValueError, match="stem stride"):
         EmotionMobileNet(stem_stride=4)
+
+
+def test_teacher_cnn_layers_and_parameter_count():
+    from emotion_tools.model import TeacherCNN
+
+    net = TeacherCNN(width=1.5).eval()
+    # Width 1.5: 48, 96, 192, 384 channels, two 3x3 convolutions per stage.
+    widths = [1, 48, 48, 96, 96, 192, 192, 384, 384]
+    convs = sum(9 * c_in * c_out + 2 * c_out for c_in, c_out in zip(widths, widths[1:]))
+    assert sum(p.numel() for p in net.parameters()) == convs + 384 * 7 + 7
+    with torch.no_grad():
+        # Four 2x2 max-pools: 48 -> 3.
+        assert net.features(torch.zeros(2, 1, 48, 48)).shape == (2, 384, 3, 3)
+        assert net(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
+
+
+def test_unknown_architecture_is_named():
+    from emotion_tools.train import build_model
+
+    with pytest.raises(ValueError, match="'resnet'"):
+        build_model(TrainConfig(arch="resnet"))
