@@ -123,11 +123,11 @@ class TeacherCNN(nn.Module):
     32, 64, 128 and 256 channels times `width`, then global average pooling and one
     Linear layer. Why this teacher: the MobileNet teachers, wider or trained longer,
     all stopped near 66% on PublicTest and made the same mistakes, so averaging them
-    taught the student nothing new. Plain convolutions fit FER2013 faster (a 6-layer
-    plain net led the depthwise nets early on, see STAGES), give a differently built
-    second opinion, and run efficiently in PyTorch on CPU: at width 1.5 (2.6 M
-    parameters) a training step takes 0.68 s per 128 faces here, against 1.5 s for
-    the width-2 MobileNet.
+    taught the student nothing new. Plain convolutions fit FER2013 faster (over 150
+    steps from scratch a 6-layer plain net led the depthwise nets, see
+    models/MODEL_CARD.md), give a differently built second opinion, and run
+    efficiently in PyTorch on CPU: at width 1.5 (2.6 M parameters) one training step
+    on 128 faces took 0.68 s here, against 1.5 s for the width-2 MobileNet.
     """
 
     def __init__(self, num_classes: int = 7, width: float = 1.0, dropout: float = 0.2):
