@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     train_cmd.add_argument("--distill-weight", type=float, help="share of the distillation term in the loss (default 0.7)")
     train_cmd.add_argument("--distill-temperature", type=float, help="softmax temperature of the distillation term (default 2)")
+    train_cmd.add_argument(
+        "--teacher-mirror", action="store_true", default=None, help="teachers average each face with its mirror image (slower)"
+    )
     train_cmd.add_argument("--resume", action="store_true", help="continue from OUT/last.pt with its stored settings")
     train_cmd.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (smoke tests)")
     train_cmd.add_argument("--threads", type=int, default=2)
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 "teachers",
                 "distill_weight",
                 "distill_temperature",
+                "teacher_mirror",
             ):
                 if getattr(args, field) is not None:
                     setattr(config, field, getattr(args, field))

@@ -49,6 +49,8 @@ class TrainConfig:
     distill_weight: float = 0.7
     #: Softmax temperature of the distillation term.
     distill_temperature: float = 2.0
+    #: Teachers answer for each face averaged with its mirror image, as `ensemble --mirror` scores them.
+    teacher_mirror: bool = False
     #: Normalisation applied after scaling pixels to 0..1: (x - mean) / std. Set from the training data.
     mean: float = 0.0
     std: float = 1.0
@@ -89,9 +91,10 @@ def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, tempera
 
 
 @torch.no_grad()
-def teacher_probabilities(teachers: list[torch.nn.Module], x: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Mean of the teachers' softmax(logits / T) on one batch."""
-    return torch.stack([torch.softmax(t(x) / temperature, dim=1) for t in teachers]).mean(0)
+def teacher_probabilities(teachers: list[torch.nn.Module], x: torch.Tensor, temperature: float, mirror: bool = False) -> torch.Tensor:
+    """Mean of the teachers' softmax(logits / T) on one batch; with `mirror`, of their mirror-averaged logits."""
+    logits = [mirror_averaged_logits(t, x) if mirror else t(x) for t in teachers]
+    return torch.stack([torch.softmax(z / temperature, dim=1) for z in logits]).mean(0)
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -233,7 +236,10 @@ def train(
         config.mean, config.std = round(float(pixels.mean()), 4), round(float(pixels.std()), 4)
     teachers = [load_teacher(path, config) for path in config.teachers]
     if teachers:
-        log(f"distilling from {len(teachers)} teacher(s), weight {config.distill_weight}, temperature {config.distill_temperature}")
+        log(
+            f"distilling from {len(teachers)} teacher(s), weight {config.distill_weight}, "
+            f"temperature {config.distill_temperature}, mirrored {config.teacher_mirror}"
+        )
 
     torch.manual_seed(config.seed)
     # channels_last doubles CPU training throughput for depthwise convolutions (330 vs 157 images/s here,
@@ -277,7 +283,7 @@ def train(
             logits = model(x)
             loss = F.cross_entropy(logits, train_y[idx], label_smoothing=config.label_smoothing)
             if teachers:
-                soft = teacher_probabilities(teachers, x, config.distill_temperature)
+                soft = teacher_probabilities(teachers, x, config.distill_temperature, config.teacher_mirror)
                 kd = distillation_loss(logits, soft, config.distill_temperature)
                 loss = (1 - config.distill_weight) * loss + config.distill_weight * kd
             optimizer.zero_grad(set_to_none=True)

@@ -203,9 +203,9 @@ def test_distilled_stride_2_run_records_its_teacher_and_exports(trained, tiny_cs
     out = tmp_path / "student"
     teacher = str(trained / "last.pt")
     args = ["train", "--data", str(tiny_csv), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--width", "0.25"]
-    assert main(args + ["--stem-stride", "2", "--teacher", teacher, "--distill-weight", "0.5"]) == 0
+    assert main(args + ["--stem-stride", "2", "--teacher", teacher, "--distill-weight", "0.5", "--teacher-mirror"]) == 0
     config = torch.load(out / "last.pt", weights_only=False)["config"]
-    assert (config["teachers"], config["distill_weight"], config["stem_stride"]) == ([teacher], 0.5, 2)
+    assert (config["teachers"], config["distill_weight"], config["stem_stride"], config["teacher_mirror"]) == ([teacher], 0.5, 2, True)
 
     # A last.pt teacher is its averaged weights.
     state = torch.load(trained / "last.pt", weights_only=False)

@@ -48,6 +48,30 @@ def test_distillation_loss_is_temperature_scaled_kl_from_the_teacher():
     assert distillation_loss(teacher, torch.softmax(teacher / t, 1), t).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_teacher_probabilities_average_teachers_and_optionally_mirror_images():
+    from emotion_tools.train import teacher_probabilities
+
+    # Two "teachers" on 1x2-pixel faces whose answers change when the face is mirrored.
+    def left_heavy(x):
+        return torch.stack([x[:, 0, 0, 0], 2 * x[:, 0, 0, 1], torch.zeros(len(x))], 1)
+
+    def right_negative(x):
+        return torch.stack([torch.zeros(len(x)), x[:, 0, 0, 0], -x[:, 0, 0, 1]], 1)
+
+    def softmax(row, t):
+        exps = [math.exp(v / t) for v in row]
+        return [e / sum(exps) for e in exps]
+
+    face = torch.tensor([[[[1.0, 3.0]]]])
+    t = 2.0
+    # Face [1, 3] gives logits [1, 6, 0] and [0, 1, -3]; its mirror [3, 1] gives [3, 2, 0] and [0, 3, -1].
+    plain = [(a + b) / 2 for a, b in zip(softmax([1, 6, 0], t), softmax([0, 1, -3], t))]
+    mirrored = [(a + b) / 2 for a, b in zip(softmax([2, 4, 0], t), softmax([0, 2, -2], t))]
+    teachers = [left_heavy, right_negative]
+    assert teacher_probabilities(teachers, face, t)[0].tolist() == pytest.approx(plain, rel=1e-6)
+    assert teacher_probabilities(teachers, face, t, mirror=True)[0].tolist() == pytest.approx(mirrored, rel=1e-6)
+
+
 def test_stem_stride_moves_the_first_halving_and_keeps_the_output_grid():
     from emotion_tools.model import EmotionMobileNet
 
