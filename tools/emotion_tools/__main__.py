@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd.add_argument("--arch", choices=("mobilenet", "teacher-cnn"), help="teacher-cnn: a plain CNN to distil from, not shipped")
     train_cmd.add_argument("--width", type=float)
     train_cmd.add_argument("--stem-stride", type=int, choices=(1, 2), help="2 halves the resolution in the stem (faster)")
+    train_cmd.add_argument(
+        "--layout", choices=("v2", "fused"), help="mobilenet stages: v2 (default) or fused early stages ending on 6x6 maps"
+    )
     train_cmd.add_argument("--seed", type=int)
     train_cmd.add_argument("--lr", type=float, help="peak learning rate of the cosine schedule")
     train_cmd.add_argument("--warmup-epochs", type=int)
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 "arch",
                 "width",
                 "stem_stride",
+                "layout",
                 "seed",
                 "lr",
                 "warmup_epochs",

@@ -51,7 +51,8 @@ class WithSoftmax(nn.Module):
 def _architecture(config: TrainConfig) -> str:
     if config.arch == "teacher-cnn":
         return f"plain CNN teacher (model.TeacherCNN), width {config.width}"
-    return f"MobileNetV2-style, width {config.width}, stride-{config.stem_stride} stem, last {config.last_channels} channels"
+    stages = "MobileNetV2 stages" if config.layout == "v2" else "fused early stages"
+    return f"MobileNetV2-style, {stages}, width {config.width}, stride-{config.stem_stride} stem, last {config.last_channels} channels"
 
 
 def metadata_for(config: TrainConfig, extra: dict[str, str] | None = None) -> dict[str, str]:

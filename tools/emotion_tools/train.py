@@ -40,6 +40,8 @@ class TrainConfig:
     dropout: float = 0.2
     #: 1: stem and first block at full 48x48 resolution; 2: halve in the stem (faster in tract, see model.py).
     stem_stride: int = 1
+    #: "v2" (MobileNetV2 stages) or "fused" (fused early stages, ending on 6x6 maps; see model.py).
+    layout: str = "v2"
     seed: int = 13
     #: Checkpoint whose weights start the run (a second cosine cycle after a finished run); empty: random.
     init_from: str = ""
@@ -65,7 +67,7 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
         return TeacherCNN(len(CLASS_NAMES), config.width, config.dropout)
     if config.arch != "mobilenet":
         raise ValueError(f"unknown architecture {config.arch!r}; expected one of {', '.join(ARCHITECTURES)}")
-    return EmotionMobileNet(len(CLASS_NAMES), config.width, config.last_channels, config.dropout, config.stem_stride)
+    return EmotionMobileNet(len(CLASS_NAMES), config.width, config.last_channels, config.dropout, config.stem_stride, config.layout)
 
 
 def normalise(images_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:

@@ -197,15 +197,17 @@ def test_int8_weights_form_is_the_float_graph_on_int8_weights(trained, tiny_csv,
     np.testing.assert_allclose(int8_probs, onnx_probabilities(str(float_path), images), atol=1e-3)
 
 
-def test_distilled_stride_2_run_records_its_teacher_and_exports(trained, tiny_csv, tmp_path):
+def test_distilled_fused_stride_2_run_records_its_teacher_and_exports(trained, tiny_csv, tmp_path):
     from emotion_tools.train import TrainConfig, load_teacher
 
     out = tmp_path / "student"
     teacher = str(trained / "last.pt")
     args = ["train", "--data", str(tiny_csv), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--width", "0.25"]
-    assert main(args + ["--stem-stride", "2", "--teacher", teacher, "--distill-weight", "0.5", "--teacher-mirror"]) == 0
+    options = ["--stem-stride", "2", "--layout", "fused", "--teacher", teacher, "--distill-weight", "0.5", "--teacher-mirror"]
+    assert main(args + options) == 0
     config = torch.load(out / "last.pt", weights_only=False)["config"]
-    assert (config["teachers"], config["distill_weight"], config["stem_stride"], config["teacher_mirror"]) == ([teacher], 0.5, 2, True)
+    recorded = (config["teachers"], config["distill_weight"], config["stem_stride"], config["layout"], config["teacher_mirror"])
+    assert recorded == ([teacher], 0.5, 2, "fused", True)
 
     # A last.pt teacher is its averaged weights.
     state = torch.load(trained / "last.pt", weights_only=False)
@@ -217,7 +219,7 @@ def test_distilled_stride_2_run_records_its_teacher_and_exports(trained, tiny_cs
 
     float_path = tmp_path / "student.onnx"
     assert main(["export", "--checkpoint", str(out / "best.pt"), "--out", str(float_path)]) == 0
-    assert "stride-2 stem" in read_metadata(float_path)["architecture"]
+    assert "fused early stages, width 0.25, stride-2 stem" in read_metadata(float_path)["architecture"]
     split = load(tiny_csv, (PUBLIC_TEST,))[PUBLIC_TEST]
     model, config = load_checkpoint_model(out / "best.pt")
     with torch.no_grad():

@@ -88,6 +88,42 @@ def test_stem_stride_moves_the_first_halving_and_keeps_the_output_grid():
         EmotionMobileNet(stem_stride=4)
 
 
+def test_fused_layout_convolves_fully_early_and_ends_on_6x6_maps():
+    from emotion_tools.model import EmotionMobileNet, FusedInvertedResidual, InvertedResidual
+
+    net = EmotionMobileNet(stem_stride=2, layout="fused").eval()
+    blocks = list(net.features[1:-1])
+    assert [type(b) for b in blocks] == [FusedInvertedResidual] * 3 + [InvertedResidual] * 6
+    # Fused blocks expand with an ungrouped 3x3 convolution; the later ones stay depthwise.
+    assert all(b.block[0][0].kernel_size == (3, 3) and b.block[0][0].groups == 1 for b in blocks[:3])
+    assert all(b.block[1][0].groups == b.block[1][0].in_channels for b in blocks[3:])
+    assert [b.use_skip for b in blocks] == [True, False, True, False, True, False, True, False, True]
+    with torch.no_grad():
+        assert net.features(torch.zeros(1, 1, 48, 48)).shape == (1, 640, 6, 6)
+
+    # Parameters by hand: convolutions have no bias, each BatchNorm adds 2 per channel.
+    def conv_bn(c_in, c_out, kernel=1, groups=1):
+        return kernel * kernel * c_in // groups * c_out + 2 * c_out
+
+    def fused(c_in, c_out, e):
+        return conv_bn(c_in, c_in * e, 3) + conv_bn(c_in * e, c_out)
+
+    def inverted(c_in, c_out):
+        h = 6 * c_in
+        return conv_bn(c_in, h) + conv_bn(h, h, 3, h) + conv_bn(h, c_out)
+
+    expected = (
+        conv_bn(1, 32, 3)
+        + fused(32, 32, 3) + fused(32, 48, 4) + fused(48, 48, 4)
+        + inverted(48, 64) + inverted(64, 64) + inverted(64, 96) + inverted(96, 96) + inverted(96, 128) + inverted(128, 128)
+        + conv_bn(128, 640)
+        + 640 * 7 + 7
+    )  # fmt: skip
+    assert sum(p.numel() for p in net.parameters()) == expected < 1_000_000
+    with pytest.raises(ValueError, match="layout"):
+        EmotionMobileNet(layout="v3")
+
+
 def test_teacher_cnn_layers_and_parameter_count():
     from emotion_tools.model import TeacherCNN
 
