@@ -140,7 +140,7 @@ class EmotionMobileNet(nn.Module):
             raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
         c_in = _round_channels(32 * width)
         layers: list[nn.Module] = [_conv_bn_relu(1, c_in, 3, stem_stride)]
-        # The first stage that halves the resolution (the second) stops halving when the stem has.
+        # The first stage that halves the resolution stops halving when the stem has.
         moved = stem_stride == 2
         for block, expansion, channels, repeats, stride in LAYOUTS[layout]:
             if moved and stride == 2:
