@@ -79,20 +79,11 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int, groups: int =
     )
 
 
-class InvertedResidual(nn.Module):
-    """Expand (1x1) -> depthwise 3x3 -> linear project (1x1), with a skip when shapes match."""
+class _Residual(nn.Module):
+    """`layers` applied to the input, added to it when the shapes match (stride 1, same channels)."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, expansion: int):
+    def __init__(self, layers: list[nn.Module], c_in: int, c_out: int, stride: int):
         super().__init__()
-        hidden = c_in * expansion
-        layers: list[nn.Module] = []
-        if expansion != 1:
-            layers.append(_conv_bn_relu(c_in, hidden, 1, 1))
-        layers += [
-            _conv_bn_relu(hidden, hidden, 3, stride, groups=hidden),
-            nn.Conv2d(hidden, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out),
-        ]
         self.block = nn.Sequential(*layers)
         self.use_skip = stride == 1 and c_in == c_out
 
@@ -101,21 +92,27 @@ class InvertedResidual(nn.Module):
         return x + out if self.use_skip else out
 
 
-class FusedInvertedResidual(nn.Module):
+class InvertedResidual(_Residual):
+    """Expand (1x1) -> depthwise 3x3 -> linear project (1x1), with a skip when shapes match."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, expansion: int):
+        hidden = c_in * expansion
+        expand = [_conv_bn_relu(c_in, hidden, 1, 1)] if expansion != 1 else []
+        depthwise_project = [
+            _conv_bn_relu(hidden, hidden, 3, stride, groups=hidden),
+            nn.Conv2d(hidden, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        ]
+        super().__init__(expand + depthwise_project, c_in, c_out, stride)
+
+
+class FusedInvertedResidual(_Residual):
     """Expand with a full 3x3 convolution -> linear project (1x1), with a skip when shapes match."""
 
     def __init__(self, c_in: int, c_out: int, stride: int, expansion: int):
-        super().__init__()
-        self.block = nn.Sequential(
-            _conv_bn_relu(c_in, c_in * expansion, 3, stride),
-            nn.Conv2d(c_in * expansion, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out),
-        )
-        self.use_skip = stride == 1 and c_in == c_out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.block(x)
-        return x + out if self.use_skip else out
+        hidden = c_in * expansion
+        layers = [_conv_bn_relu(c_in, hidden, 3, stride), nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
+        super().__init__(layers, c_in, c_out, stride)
 
 
 BLOCKS = {"inverted": InvertedResidual, "fused": FusedInvertedResidual}
