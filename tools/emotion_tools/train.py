@@ -230,7 +230,7 @@ def train(
     if state is None and config.init_from:
         initial = torch.load(config.init_from, map_location="cpu", weights_only=False)
         # Same architecture and normalisation as the run the weights came from.
-        for name in ("arch", "width", "last_channels", "stem_stride", "mean", "std"):
+        for name in ("arch", "width", "last_channels", "stem_stride", "layout", "mean", "std"):
             setattr(config, name, initial["config"].get(name, getattr(TrainConfig(), name)))
         log(f"starting from the weights of {config.init_from} (epoch {initial['epoch'] + 1})")
     elif state is None:

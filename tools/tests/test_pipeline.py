@@ -56,13 +56,16 @@ def test_resume_with_epochs_sets_a_new_length(tiny_csv, tmp_path, capsys):
     assert log[-1]["lr"] == pytest.approx(2e-3 * 0.5 * (1 + math.cos(math.pi * 4 / 5)))
 
 
-def test_init_from_starts_with_the_checkpoint_weights_and_architecture(trained, tiny_csv, tmp_path):
+def test_init_from_starts_with_the_checkpoint_weights_and_architecture(tiny_csv, tmp_path):
+    first = tmp_path / "first_cycle"
+    architecture = ["--width", "0.25", "--stem-stride", "2", "--layout", "fused"]
+    assert main(["train", "--data", str(tiny_csv), "--out", str(first), "--epochs", "1", "--batch-size", "16"] + architecture) == 0
     out = tmp_path / "second_cycle"
-    # No --width: the architecture (width 0.25) and normalisation must come from the checkpoint.
-    assert main(["train", "--data", str(tiny_csv), "--out", str(out), "--init-from", str(trained / "best.pt"), "--max-steps", "0"]) == 0
-    source = torch.load(trained / "best.pt", weights_only=False)
+    # No architecture options: they and the normalisation must come from the checkpoint.
+    assert main(["train", "--data", str(tiny_csv), "--out", str(out), "--init-from", str(first / "best.pt"), "--max-steps", "0"]) == 0
+    source = torch.load(first / "best.pt", weights_only=False)
     started = torch.load(out / "best.pt", weights_only=False)
-    assert started["config"]["width"] == 0.25
+    assert (started["config"]["width"], started["config"]["stem_stride"], started["config"]["layout"]) == (0.25, 2, "fused")
     assert (started["config"]["mean"], started["config"]["std"]) == (source["config"]["mean"], source["config"]["std"])
     for name, tensor in source["model"].items():
         assert torch.equal(started["model"][name], tensor), name
