@@ -158,13 +158,17 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
             let meta = analyzer.classifier().metadata();
             let kernels = match analyzer.classifier().kernel_report() {
                 None => "kernels picked by tract".to_owned(),
-                Some(k) => format!(
-                    "kernels measured at load: {} candidates, {} product shapes, products {:.0} us with tract's picks, {:.0} us with the fastest",
-                    k.candidates,
-                    k.chosen.len(),
-                    k.tract_us,
-                    k.chosen_us
-                ),
+                Some(k) => match k.timings {
+                    Some(t) => format!(
+                        "kernels measured at load: {} candidates, {} runs each, {} product shapes, products {:.0} us with tract's picks, {:.0} us with the fastest",
+                        k.candidates,
+                        t.runs,
+                        k.chosen.len(),
+                        t.tract_us,
+                        t.chosen_us
+                    ),
+                    None => format!("one kernel for all {} product shapes, nothing to measure", k.chosen.len()),
+                },
             };
             format!("{} ({}; {}; {kernels})", paths.classifier.display(), meta.precision, meta.test_time)
         },

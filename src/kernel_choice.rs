@@ -164,49 +164,103 @@ pub fn fastest_per_shape(
 pub struct KernelReport {
     /// Kernels tried.
     pub candidates: usize,
-    /// Product time per run with tract's kernels, microseconds (fastest of the rounds).
-    pub tract_us: f64,
-    /// Product time per run with the chosen kernels, as measured per shape.
-    pub chosen_us: f64,
+    /// What timing them found; `None` with a single candidate, which has nothing to beat.
+    pub timings: Option<KernelTimings>,
     /// The kernel chosen for each matrix-matrix product shape of the model.
     pub chosen: BTreeMap<ProductShape, &'static str>,
 }
 
+/// Product times measured at load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KernelTimings {
+    /// Timed runs of each candidate's plan per round.
+    pub runs: usize,
+    /// Product time per run with tract's kernels, microseconds (fastest of the rounds).
+    pub tract_us: f64,
+    /// Product time per run with the chosen kernels, as measured per shape.
+    pub chosen_us: f64,
+}
+
+/// How long measuring the kernels may take: rounds, and runs of each candidate's plan.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeasureBudget {
+    /// Rounds over all candidates; the fastest round counts, which discounts moments when
+    /// other work had the CPU.
+    pub rounds: usize,
+    /// Most timed runs of one candidate's plan per round.
+    pub max_runs: usize,
+    /// Time the timed runs of one candidate's plan may take per round, in microseconds: a slow
+    /// machine (or an emulator) gets fewer runs rather than a load that takes minutes.
+    pub plan_us: f64,
+}
+
+impl MeasureBudget {
+    /// Timed runs per plan when one run takes `run_us`: as many as fit in `plan_us`, at least
+    /// one and at most `max_runs`.
+    pub fn runs_for(&self, run_us: f64) -> usize {
+        let fitting = if run_us > 0.0 { (self.plan_us / run_us).floor() } else { f64::INFINITY };
+        (fitting.min(self.max_runs as f64) as usize).max(1)
+    }
+}
+
 /// Builds the plan `build` makes, with each product on the kernel measured fastest here.
 ///
-/// `build` runs once per candidate kernel and round, and once at the end; each plan is timed
-/// for `runs` runs, over `rounds` rounds (the fastest round counts, which discounts moments
-/// when other work had the CPU).
+/// `build` runs once per candidate kernel and round, and twice more: for a first run that
+/// sets how many runs fit the budget, and at the end. With a single candidate nothing is
+/// timed (under qemu, where that happens, one run of the shipped model takes 16 s).
 pub fn measured_plan(
     path: &std::path::Path,
     build: impl Fn() -> Result<Arc<TypedRunnableModel>, ModelError>,
-    rounds: usize,
-    runs: usize,
+    budget: MeasureBudget,
 ) -> Result<(Arc<TypedRunnableModel>, KernelReport), ModelError> {
     let _measuring = MEASURING.lock().unwrap_or_else(PoisonError::into_inner);
     let candidates = candidate_kernels();
-    let mut timings: HashMap<ProductShape, HashMap<&'static str, f64>> = HashMap::new();
-    let mut tract_us = f64::INFINITY;
     let measured = (|| {
-        for _ in 0..rounds.max(1) {
-            answer(TierAnswer::Silent);
-            tract_us = tract_us.min(time_per_shape(path, &build()?, runs)?.values().sum());
-            for &kernel in &candidates {
-                answer(TierAnswer::Forced(kernel));
-                for (shape, us) in time_per_shape(path, &build()?, runs)? {
-                    let best = timings.entry(shape).or_default().entry(kernel).or_insert(f64::INFINITY);
-                    *best = best.min(us);
-                }
+        answer(TierAnswer::Silent);
+        let tract_plan = build()?;
+        let (chosen, timings) = match candidates.as_slice() {
+            [only] => {
+                let shapes = product_shapes(&tract_plan).into_values().filter(|shape| shape.2 > 1);
+                (shapes.map(|shape| (shape, *only)).collect(), None)
             }
-        }
-        let chosen = fastest_per_shape(&timings);
+            _ => {
+                let runs = budget.runs_for(profile_plan(path, &tract_plan, 1)?.total_us);
+                let (chosen, tract_us, chosen_us) = time_candidates(path, &build, &candidates, budget.rounds, runs)?;
+                (chosen, Some(KernelTimings { runs, tract_us, chosen_us }))
+            }
+        };
         answer(TierAnswer::Chosen(chosen.clone()));
-        Ok::<_, ModelError>((build()?, chosen))
+        Ok::<_, ModelError>((build()?, KernelReport { candidates: candidates.len(), timings, chosen }))
     })();
     answer(TierAnswer::Silent);
-    let (plan, chosen) = measured?;
+    measured
+}
+
+/// Times tract's picks and each of `candidates` over `rounds` rounds of `runs` runs: the
+/// fastest kernel per shape, tract's product time and the chosen kernels' product time.
+fn time_candidates(
+    path: &std::path::Path,
+    build: &impl Fn() -> Result<Arc<TypedRunnableModel>, ModelError>,
+    candidates: &[&'static str],
+    rounds: usize,
+    runs: usize,
+) -> Result<(BTreeMap<ProductShape, &'static str>, f64, f64), ModelError> {
+    let mut timings: HashMap<ProductShape, HashMap<&'static str, f64>> = HashMap::new();
+    let mut tract_us = f64::INFINITY;
+    for _ in 0..rounds.max(1) {
+        answer(TierAnswer::Silent);
+        tract_us = tract_us.min(time_per_shape(path, &build()?, runs)?.values().sum());
+        for &kernel in candidates {
+            answer(TierAnswer::Forced(kernel));
+            for (shape, us) in time_per_shape(path, &build()?, runs)? {
+                let best = timings.entry(shape).or_default().entry(kernel).or_insert(f64::INFINITY);
+                *best = best.min(us);
+            }
+        }
+    }
+    let chosen = fastest_per_shape(&timings);
     let chosen_us = chosen.iter().map(|(shape, kernel)| timings[shape][kernel]).sum();
-    Ok((plan, KernelReport { candidates: candidates.len(), tract_us, chosen_us, chosen }))
+    Ok((chosen, tract_us, chosen_us))
 }
 
 fn answer(answer: TierAnswer) {
@@ -228,6 +282,16 @@ mod tests {
         assert_eq!(chosen[&(576, 24, 144)], "b_24x4");
         assert_eq!(chosen[&(96, 576, 36)], "a_16x12");
         assert_eq!(chosen[&(64, 192, 36)], "a_16x12");
+    }
+
+    #[test]
+    fn runs_fill_the_budget_between_one_and_the_most_allowed() {
+        let budget = MeasureBudget { rounds: 2, max_runs: 10, plan_us: 100_000.0 };
+        // 100 ms fits 25 runs of 4 ms, capped at 10; 7 of 14 ms; none of a second, so one.
+        assert_eq!(budget.runs_for(4_000.0), 10);
+        assert_eq!(budget.runs_for(14_000.0), 7);
+        assert_eq!(budget.runs_for(1_000_000.0), 1);
+        assert_eq!(budget.runs_for(0.0), 10);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use crate::kernel_choice::{measured_plan, KernelChoice, KernelReport};
+use crate::kernel_choice::{measured_plan, KernelChoice, KernelReport, MeasureBudget};
 use crate::model::{ConvLayout, LoadedOnnx, ModelError};
 
 /// Class probabilities for one face, in the model's class order.
@@ -46,9 +46,10 @@ pub struct TractClassifier {
     kernels: Option<KernelReport>,
 }
 
-/// Rounds and runs per candidate kernel when the kernels are measured at load.
-const KERNEL_ROUNDS: usize = 2;
-const KERNEL_RUNS: usize = 10;
+/// How long measuring the kernels at load may take. Ten runs of the shipped model take
+/// about 40 ms on a 2-core x86 machine; under qemu a run takes seconds, and ten runs per
+/// plan made `classify` of two images take 13.5 minutes there.
+const KERNEL_BUDGET: MeasureBudget = MeasureBudget { rounds: 2, max_runs: 10, plan_us: 100_000.0 };
 
 impl TractClassifier {
     /// Loads `path`, reading preprocessing and class names from its metadata, with the
@@ -62,7 +63,7 @@ impl TractClassifier {
         let (plan, kernels) = match kernels {
             KernelChoice::Tract => (build()?, None),
             KernelChoice::Measured => {
-                let (plan, report) = measured_plan(path, build, KERNEL_ROUNDS, KERNEL_RUNS)?;
+                let (plan, report) = measured_plan(path, build, KERNEL_BUDGET)?;
                 (plan, Some(report))
             }
         };
