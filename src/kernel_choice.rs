@@ -205,8 +205,8 @@ impl MeasureBudget {
 
 /// Builds the plan `build` makes, with each product on the kernel measured fastest here.
 ///
-/// `build` runs once per candidate kernel and round, and twice more: for a first run that
-/// sets how many runs fit the budget, and at the end. With a single candidate nothing is
+/// In each round `build` runs for tract's picks and once per candidate kernel; it runs twice
+/// more: for a first run that sets how many runs fit the budget, and at the end. With a single candidate nothing is
 /// timed (under qemu, where that happens, one run of the shipped model takes 16 s).
 pub fn measured_plan(
     path: &std::path::Path,

@@ -45,8 +45,8 @@ fn read_lines(master: &mut TTYPort, timeout: Duration, done: impl Fn(&Value) -> 
     panic!("no final line within {timeout:?}; got {lines:?}");
 }
 
-/// Reads the child's piped stderr on a thread, so it never blocks on a full pipe.
-/// The child's stderr, read line by line as it comes so a test can wait for a message.
+/// The child's piped stderr, read on a thread line by line as it comes, so the child never
+/// blocks on a full pipe and a test can wait for a message.
 struct StderrWatch {
     lines: std::sync::mpsc::Receiver<String>,
     seen: String,
