@@ -205,8 +205,9 @@ impl MeasureBudget {
 
 /// Builds the plan `build` makes, with each product on the kernel measured fastest here.
 ///
-/// In each round `build` runs for tract's picks and once per candidate kernel; it runs twice
-/// more: for a first run that sets how many runs fit the budget, and at the end. With a single candidate nothing is
+/// `build` runs once per candidate kernel in each round, and twice more: for tract's own
+/// picks (timed first to set how many runs fit the budget, then in every round) and at the
+/// end. With a single candidate nothing is
 /// timed (under qemu, where that happens, one run of the shipped model takes 16 s).
 pub fn measured_plan(
     path: &std::path::Path,
@@ -225,7 +226,8 @@ pub fn measured_plan(
             }
             _ => {
                 let runs = budget.runs_for(profile_plan(path, &tract_plan, 1)?.total_us);
-                let (chosen, tract_us, chosen_us) = time_candidates(path, &build, &candidates, budget.rounds, runs)?;
+                let (chosen, tract_us, chosen_us) =
+                    time_candidates(path, &tract_plan, &build, &candidates, budget.rounds, runs)?;
                 (chosen, Some(KernelTimings { runs, tract_us, chosen_us }))
             }
         };
@@ -236,10 +238,11 @@ pub fn measured_plan(
     measured
 }
 
-/// Times tract's picks and each of `candidates` over `rounds` rounds of `runs` runs: the
-/// fastest kernel per shape, tract's product time and the chosen kernels' product time.
+/// Times `tract_plan` (tract's picks) and each of `candidates` over `rounds` rounds of `runs`
+/// runs: the fastest kernel per shape, tract's product time and the chosen kernels' product time.
 fn time_candidates(
     path: &std::path::Path,
+    tract_plan: &Arc<TypedRunnableModel>,
     build: &impl Fn() -> Result<Arc<TypedRunnableModel>, ModelError>,
     candidates: &[&'static str],
     rounds: usize,
@@ -248,8 +251,7 @@ fn time_candidates(
     let mut timings: HashMap<ProductShape, HashMap<&'static str, f64>> = HashMap::new();
     let mut tract_us = f64::INFINITY;
     for _ in 0..rounds.max(1) {
-        answer(TierAnswer::Silent);
-        tract_us = tract_us.min(time_per_shape(path, &build()?, runs)?.values().sum());
+        tract_us = tract_us.min(time_per_shape(path, tract_plan, runs)?.values().sum());
         for &kernel in candidates {
             answer(TierAnswer::Forced(kernel));
             for (shape, us) in time_per_shape(path, &build()?, runs)? {
