@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use crate::classify::{crop_face_into, CropSettings, Emotion, TractClassifier};
 use crate::detect::{DetectorSettings, Face, TractDetector};
 use crate::frame::Frame;
-use crate::kernel_choice::KernelChoice;
 use crate::model::ModelError;
 
 /// File name of the shipped emotion model inside the models folder.
@@ -55,8 +54,6 @@ pub struct FaceAnalysis {
 pub struct AnalyzerSettings {
     pub detector: DetectorSettings,
     pub crop: CropSettings,
-    /// Who picks the emotion model's matrix-product kernels.
-    pub kernels: KernelChoice,
 }
 
 /// Both models, loaded and optimised once. Shareable across threads.
@@ -71,7 +68,7 @@ impl Analyzer {
     pub fn load(paths: &ModelPaths, settings: AnalyzerSettings) -> Result<Self, ModelError> {
         Ok(Self {
             detector: TractDetector::load(&paths.detector, settings.detector)?,
-            classifier: TractClassifier::load(&paths.classifier, settings.kernels)?,
+            classifier: TractClassifier::load(&paths.classifier)?,
             crop: settings.crop,
         })
     }

@@ -5,24 +5,21 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
-use crate::bench::{run_bench, run_profile, BenchOptions};
+use crate::bench::{run_bench, BenchOptions};
 use crate::bulk::classify_files::{classify_paths, RowFormat};
 use crate::bulk::eval::{evaluate, Evaluation};
 use crate::bulk::fer::{self, Usage};
 use crate::classify::{CropSettings, TractClassifier};
-use crate::config::{Config, ConfigError, RunSettings};
+use crate::config::{Config, ConfigError, DisplayKind, RunSettings, CROP_MARGIN_RANGE, MIN_SCORE_RANGE};
 use crate::detect::DetectorSettings;
 use crate::doctor::{self, Host, Verdict};
-use crate::kernel_choice::KernelChoice;
-use crate::live::bench::{run_live_bench, LiveBenchOptions};
 use crate::live::device::run_device;
-use crate::live::soak::{run_soak, SoakOptions};
+use crate::report::print_report;
 
 /// Real-time facial-expression sensor for the Raspberry Pi.
 ///
@@ -46,7 +43,7 @@ pub enum Command {
     Eval(EvalArgs),
     /// The device's main job: camera in, emotions out (serial log), until stopped.
     Run(RunArgs),
-    /// Per-stage latency of decode, detect, crop and classify on this machine.
+    /// Per-stage latency of decode, detect, crop, classify and drawing on this machine.
     Bench(BenchArgs),
     /// What the device sees: cameras, SPI, GPIO, serial ports, groups, models; with fixes.
     Doctor(DoctorArgs),
@@ -84,9 +81,9 @@ pub struct RunArgs {
     /// Serial baud rate (8N1) [config: serial.baud].
     #[arg(long, value_name = "BAUD")]
     pub baud: Option<u32>,
-    /// Display: none, or png:DIR to save the screens as PNG files [config: display.kind].
+    /// Display: none, png:DIR to save the screens as PNG files, st7789 or ili9341 [config: display.kind].
     #[arg(long, value_name = "KIND")]
-    pub display: Option<String>,
+    pub display: Option<DisplayKind>,
     /// Run face detection on every Nth frame [config: detect.every].
     #[arg(long, value_name = "N")]
     pub detect_every: Option<u32>,
@@ -169,10 +166,10 @@ impl ModelArgs {
 #[derive(Debug, Args)]
 pub struct DetectArgs {
     /// Minimum face detection score, 0..1.
-    #[arg(long, default_value_t = 0.5, value_parser = unit_interval)]
+    #[arg(long, default_value_t = 0.5, value_parser = min_face_score)]
     pub min_face_score: f32,
-    /// Extra context around each face box for the classifier crop (0.1 = 10% larger).
-    #[arg(long, default_value_t = CropSettings::default().margin, value_parser = margin)]
+    /// Extra context around each face box for the classifier crop (0.1 = 10% larger), 0..2.
+    #[arg(long, default_value_t = CropSettings::default().margin, value_parser = crop_margin)]
     pub crop_margin: f32,
 }
 
@@ -181,7 +178,6 @@ impl DetectArgs {
         AnalyzerSettings {
             detector: DetectorSettings { min_score: self.min_face_score, ..DetectorSettings::default() },
             crop: CropSettings { margin: self.crop_margin, ..CropSettings::default() },
-            ..AnalyzerSettings::default()
         }
     }
 }
@@ -221,84 +217,38 @@ pub struct EvalArgs {
     pub models: ModelArgs,
 }
 
+/// Flags of `bench`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("loop_bench").args(["live", "soak"])))]
 pub struct BenchArgs {
-    /// Image to run the pipeline on [default: the bundled Grace Hopper portrait, resized to 640x480].
+    /// Picture to run the pipeline on, framed at 640x480 [default: a portrait built into the program].
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
     /// Timed repetitions per stage.
-    #[arg(long, default_value_t = 100)]
-    pub iterations: usize,
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub iterations: u64,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Benchmark the whole live loop instead (looped image folder, detection every frame):
-    /// sustained FPS, per-stage latency and resident memory.
-    #[arg(long)]
-    pub live: bool,
-    /// Frames the live benchmark runs for.
-    #[arg(long, default_value_t = 10_000, requires = "live")]
-    pub frames: u64,
-    /// Soak the whole device instead: the live loop paced like a camera, PNG display every
-    /// 100th frame, the log on a pty, camera, display and serial faults injected in turn;
-    /// prints recoveries, lost log lines, memory and latency over time.
-    #[arg(long, conflicts_with = "live")]
-    pub soak: bool,
-    /// How long the soak runs.
-    #[arg(long, default_value_t = 30.0, value_parser = soak_minutes, requires = "soak")]
-    pub minutes: f64,
-    /// Frame rate the soak's image folder is paced at.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=120), requires = "soak")]
-    pub fps: u32,
-    /// Seconds between the starts of two injected faults.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..), requires = "soak")]
-    pub fault_every: u64,
-    /// Profile the two models instead, node by node over --iterations runs: time per op kind
-    /// and the slowest nodes with the kernels tract chose.
-    #[arg(long, conflicts_with_all = ["live", "soak", "image"])]
-    pub profile: bool,
-    /// Run the emotion model on the kernels tract's cost model picks instead of the ones
-    /// measured fastest at load, to compare the two.
-    #[arg(long, conflicts_with_all = ["live", "soak"])]
-    pub tract_kernels: bool,
-    /// Image folder the live benchmark or the soak loops [default: the bench image framed at 640x480].
-    #[arg(long, value_name = "DIR", requires = "loop_bench")]
-    pub source: Option<PathBuf>,
     #[command(flatten)]
     pub models: ModelArgs,
 }
 
-fn bench_kernels(args: &BenchArgs) -> KernelChoice {
-    if args.tract_kernels {
-        KernelChoice::Tract
-    } else {
-        KernelChoice::Measured
-    }
-}
-
-/// Nodes `bench --profile` lists per model in its text output (`--json` has all of them).
-const PROFILE_TOP_NODES: usize = 15;
-
-fn number_in(text: &str, low: f32, high: f32) -> Result<f32, String> {
+/// A number within `range`, for a flag.
+fn number_in(text: &str, range: std::ops::RangeInclusive<f32>) -> Result<f32, String> {
     let v: f32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
-    if (low..=high).contains(&v) {
+    if range.contains(&v) {
         Ok(v)
     } else {
-        Err(format!("{v} is outside {low}..{high}"))
+        Err(format!("{v} is outside {range:?}"))
     }
 }
 
-fn soak_minutes(text: &str) -> Result<f64, String> {
-    number_in(text, 0.5, 7.0 * 24.0 * 60.0).map(f64::from)
+fn min_face_score(text: &str) -> Result<f32, String> {
+    number_in(text, MIN_SCORE_RANGE)
 }
 
-fn unit_interval(text: &str) -> Result<f32, String> {
-    number_in(text, 0.0, 1.0)
-}
-
-fn margin(text: &str) -> Result<f32, String> {
-    number_in(text, 0.0, 2.0)
+fn crop_margin(text: &str) -> Result<f32, String> {
+    number_in(text, CROP_MARGIN_RANGE)
 }
 
 fn progress_bar() -> indicatif::ProgressBar {
@@ -341,7 +291,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => {
-            let classifier = TractClassifier::load(&args.models.paths().classifier, KernelChoice::Measured)?;
+            let classifier = TractClassifier::load(&args.models.paths().classifier)?;
             let faces = fer::load(&args.path, args.usage)?;
             if faces.is_empty() {
                 anyhow::bail!("{}: no {:?} faces to evaluate", args.path.display(), args.usage);
@@ -351,11 +301,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 write_predictions(path, &faces, &predictions, &classifier.metadata().class_names)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-            if args.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", report.to_text());
-            }
+            print_report(&report, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run_command(&args),
@@ -372,54 +318,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{problems} problems, {} warnings", count(Verdict::Warning));
             Ok(if problems > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
-        Command::Bench(args) if args.soak => {
-            let options = SoakOptions {
-                duration: Duration::from_secs_f64(args.minutes * 60.0),
-                fps: args.fps,
-                source: args.source,
-                fault_every: Duration::from_secs(args.fault_every),
-            };
-            let report = run_soak(&args.models.paths(), &options)?;
-            if args.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", report.to_text());
-            }
-            let healthy = report.recovered() == report.faults.len() && report.lines_lost() == 0;
-            Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }
-        Command::Bench(args) if args.live => {
-            let options = LiveBenchOptions { source: args.source, frames: args.frames.max(1) };
-            let report = run_live_bench(&args.models.paths(), &options)?;
-            if args.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", report.to_text());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(args) if args.profile => {
-            let profiles = run_profile(&args.models.paths(), args.iterations.max(1), bench_kernels(&args))?;
-            if args.json {
-                println!("{}", serde_json::to_string(&profiles)?);
-            } else {
-                let tables: Vec<String> = profiles.iter().map(|p| p.to_text(PROFILE_TOP_NODES)).collect();
-                print!("{}", tables.join("\n"));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Bench(args) => {
-            let options = BenchOptions {
-                image: args.image.clone(),
-                iterations: args.iterations.max(1),
-                kernels: bench_kernels(&args),
-            };
-            let report = run_bench(&args.models.paths(), &options)?;
-            if args.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", report.to_text());
-            }
+            let options = BenchOptions { image: args.image, iterations: args.iterations as usize };
+            print_report(&run_bench(&args.models.paths(), &options)?, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -5,7 +5,9 @@
 //! errors, the line), so a typo never silently falls back to a default.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -20,6 +22,64 @@ use crate::track::TrackerSettings;
 
 /// Where the config is read from when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/emotion-pi/config.toml";
+
+/// Allowed minimum face detection scores (`detect.min_score`, `--min-face-score`).
+pub const MIN_SCORE_RANGE: RangeInclusive<f32> = 0.0..=1.0;
+/// Allowed crop margins around a face box (`detect.crop_margin`, `--crop-margin`).
+pub const CROP_MARGIN_RANGE: RangeInclusive<f32> = 0.0..=2.0;
+
+/// `display.kind` (and `run --display`): where screens go.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum DisplayKind {
+    /// `none`: headless.
+    None,
+    /// `png:DIR`: the simulator, screens saved as PNG files in DIR.
+    Png(PathBuf),
+    /// `st7789` or `ili9341`: an SPI panel wired as the other `[display]` keys say.
+    Panel(Controller),
+}
+
+/// A `display.kind` that is none of the kinds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a display: expected none, png:DIR, st7789 or ili9341")]
+pub struct UnknownDisplayKind(String);
+
+impl FromStr for DisplayKind {
+    type Err = UnknownDisplayKind;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "none" => Ok(Self::None),
+            "st7789" => Ok(Self::Panel(Controller::St7789)),
+            "ili9341" => Ok(Self::Panel(Controller::Ili9341)),
+            _ => match text.strip_prefix("png:") {
+                Some(dir) if !dir.is_empty() => Ok(Self::Png(PathBuf::from(dir))),
+                _ => Err(UnknownDisplayKind(text.to_owned())),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for DisplayKind {
+    type Error = UnknownDisplayKind;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+/// `leds.kind`: how the LEDs are wired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedKind {
+    /// No LEDs.
+    None,
+    /// One LED per emotion (`leds.pins`).
+    Gpio,
+    /// One RGB LED (`leds.rgb_pins`).
+    Rgb,
+}
 
 /// A config file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +122,7 @@ pub struct SourceConfig {
     /// `auto` (the cheapest format the camera offers) or one of yuyv, mjpeg, grey, nv12, yu12.
     pub format: String,
     /// YUV quantisation range of the camera: `limited` (the V4L2 default) or `full`.
-    pub yuv_range: String,
+    pub yuv_range: YuvRange,
     /// Image folder sources: start again at the end instead of ending the run.
     #[serde(rename = "loop")]
     pub loop_images: bool,
@@ -79,7 +139,7 @@ impl Default for SourceConfig {
             height: 480,
             fps: 30,
             format: "auto".to_owned(),
-            yuv_range: "limited".to_owned(),
+            yuv_range: YuvRange::Limited,
             loop_images: false,
             retry_initial_ms: 500,
             retry_max_ms: 10_000,
@@ -155,7 +215,7 @@ impl Default for SerialConfig {
 pub struct DisplayConfig {
     /// `none` (headless), `png:DIR` (the simulator: screens written as PNG files), or a
     /// panel controller: `st7789`, `ili9341`.
-    pub kind: String,
+    pub kind: DisplayKind,
     /// Screen size in pixels, after rotation (240x240, 240x320 and 320x240 are laid out).
     pub width: u32,
     pub height: u32,
@@ -183,7 +243,7 @@ pub struct DisplayConfig {
 impl Default for DisplayConfig {
     fn default() -> Self {
         Self {
-            kind: "none".to_owned(),
+            kind: DisplayKind::None,
             width: 320,
             height: 240,
             every: 1,
@@ -207,7 +267,7 @@ impl Default for DisplayConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LedsConfig {
     /// `none`, `gpio` (one LED per emotion, `pins`) or `rgb` (one RGB LED, `rgb_pins`).
-    pub kind: String,
+    pub kind: LedKind,
     /// Emotion name → GPIO number; emotions left out have no LED.
     pub pins: BTreeMap<String, u8>,
     /// Red, green and blue GPIO numbers of the RGB LED.
@@ -218,7 +278,7 @@ pub struct LedsConfig {
 
 impl Default for LedsConfig {
     fn default() -> Self {
-        Self { kind: "none".to_owned(), pins: BTreeMap::new(), rgb_pins: [17, 22, 23], common_anode: false }
+        Self { kind: LedKind::None, pins: BTreeMap::new(), rgb_pins: [17, 22, 23], common_anode: false }
     }
 }
 
@@ -361,11 +421,6 @@ impl Config {
         if s.width == 0 || s.height == 0 {
             return Err(invalid("source.width", format!("{}x{}", s.width, s.height), "must be positive".into()));
         }
-        let range = match s.yuv_range.as_str() {
-            "limited" => YuvRange::Limited,
-            "full" => YuvRange::Full,
-            other => return Err(invalid("source.yuv_range", format!("{other:?}"), "expected limited or full".into())),
-        };
         if s.retry_initial_ms == 0 || s.retry_max_ms < s.retry_initial_ms {
             return Err(invalid(
                 "source.retry_max_ms",
@@ -374,14 +429,22 @@ impl Config {
             ));
         }
         let d = &self.detect;
-        if !(0.0..=1.0).contains(&d.min_score) {
-            return Err(invalid("detect.min_score", d.min_score.to_string(), "must be within 0..1".into()));
+        if !MIN_SCORE_RANGE.contains(&d.min_score) {
+            return Err(invalid(
+                "detect.min_score",
+                d.min_score.to_string(),
+                format!("must be within {MIN_SCORE_RANGE:?}"),
+            ));
         }
         if d.every == 0 {
             return Err(invalid("detect.every", "0".into(), "must be at least 1".into()));
         }
-        if !(0.0..=2.0).contains(&d.crop_margin) {
-            return Err(invalid("detect.crop_margin", d.crop_margin.to_string(), "must be within 0..2".into()));
+        if !CROP_MARGIN_RANGE.contains(&d.crop_margin) {
+            return Err(invalid(
+                "detect.crop_margin",
+                d.crop_margin.to_string(),
+                format!("must be within {CROP_MARGIN_RANGE:?}"),
+            ));
         }
         let t = &self.track;
         let tracker = TrackerSettings {
@@ -419,17 +482,11 @@ impl Config {
                 "each side must be within 16..4096".into(),
             ));
         }
-        let display_target = match (DisplayTarget::parse(&display.kind), Controller::parse(&display.kind)) {
-            (Some(target), _) => target,
-            (None, Some(controller)) => {
-                panel_target(display, controller).map_err(|(key, value, reason)| invalid(key, value, reason))?
-            }
-            (None, None) => {
-                return Err(invalid(
-                    "display.kind",
-                    format!("{:?}", display.kind),
-                    "expected none, png:DIR, st7789 or ili9341".into(),
-                ))
+        let display_target = match &display.kind {
+            DisplayKind::None => DisplayTarget::None,
+            DisplayKind::Png(dir) => DisplayTarget::Png(dir.clone()),
+            DisplayKind::Panel(controller) => {
+                panel_target(display, *controller).map_err(|(key, value, reason)| invalid(key, value, reason))?
             }
         };
         if display.every == 0 {
@@ -441,7 +498,7 @@ impl Config {
                 width: s.width,
                 height: s.height,
                 fps: s.fps,
-                range,
+                range: s.yuv_range,
                 loop_images: s.loop_images,
                 retry_initial: Duration::from_millis(s.retry_initial_ms),
                 retry_max: Duration::from_millis(s.retry_max_ms),
@@ -465,16 +522,14 @@ impl Config {
 
 /// The LEDs from the `[leds]` keys, or the key, value and reason of the first bad one.
 fn led_settings(leds: &LedsConfig) -> Result<LedSettings, (&'static str, String, String)> {
-    let pins: Vec<u8> = match leds.kind.as_str() {
-        "none" => return Ok(LedSettings::None),
-        "gpio" if leds.pins.is_empty() => {
+    let (key, pins): (_, Vec<u8>) = match leds.kind {
+        LedKind::None => return Ok(LedSettings::None),
+        LedKind::Gpio if leds.pins.is_empty() => {
             return Err(("leds.pins", "{}".into(), "kind gpio needs at least one emotion = GPIO".into()))
         }
-        "gpio" => leds.pins.values().copied().collect(),
-        "rgb" => leds.rgb_pins.to_vec(),
-        other => return Err(("leds.kind", format!("{other:?}"), "expected none, gpio or rgb".into())),
+        LedKind::Gpio => ("leds.pins", leds.pins.values().copied().collect()),
+        LedKind::Rgb => ("leds.rgb_pins", leds.rgb_pins.to_vec()),
     };
-    let key = if leds.kind == "gpio" { "leds.pins" } else { "leds.rgb_pins" };
     if let Some(pin) = pins.iter().find(|&&p| p > HEADER_GPIO_MAX) {
         return Err((key, pin.to_string(), format!("GPIO numbers on the header are 0..={HEADER_GPIO_MAX}")));
     }
@@ -483,10 +538,9 @@ fn led_settings(leds: &LedsConfig) -> Result<LedSettings, (&'static str, String,
     if let Some(pair) = sorted.windows(2).find(|w| w[0] == w[1]) {
         return Err((key, pair[0].to_string(), "a GPIO can drive only one LED".into()));
     }
-    Ok(if leds.kind == "gpio" {
-        LedSettings::PerEmotion(leds.pins.clone())
-    } else {
-        LedSettings::Rgb { pins: leds.rgb_pins, common_anode: leds.common_anode }
+    Ok(match leds.kind {
+        LedKind::Gpio => LedSettings::PerEmotion(leds.pins.clone()),
+        _ => LedSettings::Rgb { pins: leds.rgb_pins, common_anode: leds.common_anode },
     })
 }
 
@@ -508,7 +562,7 @@ fn panel_target(
         return Err((
             "display.width",
             format!("{}x{} at offset {offset_x},{offset_y}", display.width, display.height),
-            format!("{} at rotation {} has {across}x{down} pixels", display.kind, display.rotation),
+            format!("{controller:?} at rotation {} has {across}x{down} pixels", display.rotation),
         ));
     }
     let to_u16 = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
@@ -598,11 +652,8 @@ mod tests {
             ("[track]\nmin_iou = 0", "track.min_iou"),
             ("[serial]\nbaud = 0", "serial.baud"),
             ("[serial]\nheartbeat_secs = -1", "serial.heartbeat_secs"),
-            ("[source]\nyuv_range = \"studio\"", "source.yuv_range"),
             ("[source]\nuri = \"stdin:rgb24:640x480\"", "source.uri"),
             ("[source]\nformat = \"h264\"", "source.format"),
-            ("[display]\nkind = \"ssd1306\"", "display.kind"),
-            ("[leds]\nkind = \"neopixel\"", "leds.kind"),
             ("[leds]\nkind = \"gpio\"", "leds.pins"),
             ("[leds]\nkind = \"gpio\"\npins = { happy = 19, sad = 19 }", "leds.pins"),
             ("[leds]\nkind = \"rgb\"\nrgb_pins = [17, 27, 40]", "leds.rgb_pins"),
@@ -618,6 +669,23 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn unknown_kinds_are_named_with_their_line_and_the_choices() {
+        let cases = [
+            ("[source]\nyuv_range = \"studio\"", "studio", "limited"),
+            ("\n[display]\nkind = \"ssd1306\"", "ssd1306", "png:DIR"),
+            ("\n\n[leds]\nkind = \"neopixel\"", "neopixel", "rgb"),
+        ];
+        for (line, (text, value, choice)) in cases.into_iter().enumerate() {
+            let message = parse(text).unwrap_err().to_string();
+            let at = format!("line {}", line + 2);
+            assert!(message.contains(value) && message.contains(choice) && message.contains(&at), "{message}");
+        }
+        assert_eq!("png:/tmp/ui".parse(), Ok(DisplayKind::Png(PathBuf::from("/tmp/ui"))));
+        assert_eq!("png:".parse::<DisplayKind>(), Err(UnknownDisplayKind("png:".into())));
+        assert_eq!("st7789".parse(), Ok(DisplayKind::Panel(Controller::St7789)));
     }
 
     #[test]

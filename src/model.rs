@@ -15,7 +15,7 @@ pub enum ModelError {
     #[error("cannot load model {path}: {cause:#}")]
     Load { path: PathBuf, cause: anyhow::Error },
     /// The model loaded but its inputs, outputs or metadata are not what this program expects.
-    #[error("model {path} is not usable here: {reason}")]
+    #[error("model {path} is not usable by emotion-pi: {reason}")]
     Unsupported { path: PathBuf, reason: String },
     /// Running the model failed (should not happen with a validated model and input).
     #[error("inference with {path} failed: {cause:#}")]
@@ -37,7 +37,7 @@ impl LoadedOnnx {
             return Err(load_error(anyhow::anyhow!("no such file")));
         }
         // Intermediate shape annotations are ignored: onnxruntime's quantizer writes them with a
-        // symbolic batch that would clash with the concrete input shapes used here.
+        // symbolic batch that would clash with the concrete input shapes given at load.
         let model = tract_onnx::onnx().with_ignore_value_info(true).model_for_path(path).map_err(load_error)?;
         let prefix = "onnx.metadata_props.";
         let metadata = model
@@ -52,17 +52,12 @@ impl LoadedOnnx {
         Ok(Self { path: path.to_owned(), model, metadata })
     }
 
-    /// Fixes the first input to the concrete `shape` and optimises the model for repeated runs.
+    /// Fixes the first input to the concrete `shape` and optimises the model for repeated runs;
+    /// this is where tract picks its kernels for the CPU it runs on.
     ///
-    /// Shapes are concrete on purpose: with a symbolic batch dimension tract 0.23 ran the
-    /// emotion MobileNet 6x slower (21 ms vs 3.3 ms per face here).
+    /// Shapes are concrete on purpose: with a symbolic batch dimension tract 0.23 cannot
+    /// specialise the convolutions and runs the emotion model several times slower.
     pub fn runnable(&self, shape: &[usize], layout: ConvLayout) -> Result<Arc<TypedRunnableModel>, ModelError> {
-        self.optimized(self.typed(shape, layout)?)
-    }
-
-    /// The model with its first input fixed to `shape`, decluttered and laid out, before
-    /// optimisation: the costly part of loading (about 140 ms of 150 for the emotion model here).
-    pub fn typed(&self, shape: &[usize], layout: ConvLayout) -> Result<TypedModel, ModelError> {
         let load_error = |cause: anyhow::Error| ModelError::Load { path: self.path.clone(), cause };
         let mut typed = self
             .model
@@ -77,12 +72,6 @@ impl LoadedOnnx {
                 .ok_or_else(|| load_error(anyhow::anyhow!("this tract has no conv_nhwc transform")))?;
             typed.transform(&*transform).map_err(load_error)?;
         }
-        Ok(typed)
-    }
-
-    /// `typed` optimised for repeated runs; this is where tract picks its kernels.
-    pub fn optimized(&self, typed: TypedModel) -> Result<Arc<TypedRunnableModel>, ModelError> {
-        let load_error = |cause: anyhow::Error| ModelError::Load { path: self.path.clone(), cause };
         typed.into_optimized().and_then(|m| m.into_runnable()).map_err(load_error)
     }
 }
@@ -96,7 +85,7 @@ pub enum ConvLayout {
     /// contiguous channels: tract 0.23.9's NCHW depthwise kernel vectorises only stride-1
     /// rows in runs of 8 and goes scalar on the 24-, 12- and 6-wide rows of the emotion
     /// MobileNet, while the channels-last loop vectorises (a NEON kernel on aarch64).
-    /// Measured here, one thread (`emotion-pi bench`): the emotion MobileNet 3.4 → 2.5 ms
-    /// per face with identical outputs, but BlazeFace 3.2 → 4.2 ms, so it stays as exported.
+    /// BlazeFace's wide early maps do not gain from it, so the detector stays as exported;
+    /// `emotion-pi bench` shows the cost of each model.
     ChannelsLast,
 }

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::fer::{LabelledFace, FER_CLASSES, FER_SIDE};
-use super::metrics::{Confusion, Report};
+use super::metrics::{AccuracyReport, Confusion};
 use crate::classify::TractClassifier;
 use crate::model::ModelError;
 
@@ -11,7 +11,7 @@ const BATCH: usize = 64;
 
 /// The report and what the model predicted for each face.
 pub struct Evaluation {
-    pub report: Report,
+    pub report: AccuracyReport,
     /// Predicted class index (the model's order) per face, in input order.
     pub predictions: Vec<usize>,
 }

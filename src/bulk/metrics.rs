@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::report::Report;
+
 /// Precision, recall, F1 and support of one class.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClassMetrics {
@@ -13,7 +15,7 @@ pub struct ClassMetrics {
 
 /// A full report; the JSON form is what `emotion-pi eval --json` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
+pub struct AccuracyReport {
     pub n: u64,
     pub accuracy: f64,
     pub macro_f1: f64,
@@ -41,7 +43,7 @@ impl Confusion {
         }
     }
 
-    pub fn report(&self, class_names: &[String]) -> Report {
+    pub fn report(&self, class_names: &[String]) -> AccuracyReport {
         let k = self.counts.len();
         let n: u64 = self.counts.iter().flatten().sum();
         let correct: u64 = (0..k).map(|i| self.counts[i][i]).sum();
@@ -60,7 +62,7 @@ impl Confusion {
             let name = class_names.get(i).cloned().unwrap_or_else(|| format!("class{i}"));
             per_class.insert(name, serde_json::to_value(metrics).unwrap_or_default());
         }
-        Report {
+        AccuracyReport {
             n,
             accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 },
             macro_f1: if k == 0 { 0.0 } else { f1_sum / k as f64 },
@@ -70,9 +72,9 @@ impl Confusion {
     }
 }
 
-impl Report {
+impl Report for AccuracyReport {
     /// The human-readable form: headline numbers, per-class table, confusion matrix.
-    pub fn to_text(&self) -> String {
+    fn to_text(&self) -> String {
         let mut text = format!(
             "n = {}\naccuracy = {:.2}%\nmacro-F1 = {:.4}\n\n{:<10}{:>10}{:>10}{:>10}{:>9}\n",
             self.n,

@@ -60,8 +60,10 @@ impl fmt::Display for PixelFormat {
     }
 }
 
-/// Quantisation range of the Y, U and V codes (BT.601 coefficients either way).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Quantisation range of the Y, U and V codes (BT.601 coefficients either way); the
+/// config names them `limited` and `full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum YuvRange {
     /// Studio swing: Y in 16–235, U/V in 16–240. The V4L2 default for YUYV/NV12 cameras.
     Limited,

@@ -2,14 +2,13 @@
 //! backoff when it fails, so the camera is never blocked by a slow consumer and a missing
 //! camera never stops the rest of the device.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::capture::source::{CaptureError, FrameSource};
 use crate::frame::Frame;
-use crate::threads::join_within;
+use crate::worker::{Backoff, Counter, Retry, WorkerThread};
 
 /// A frame with where and when it came from.
 #[derive(Debug, Clone)]
@@ -24,13 +23,6 @@ pub struct CapturedFrame {
 
 /// Opens (or reopens) the source; called on the capture thread.
 pub type SourceOpener = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, CaptureError> + Send>;
-
-/// How long to wait before reopening a failed source: doubling from `initial` up to `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-}
 
 /// Counters of the capture thread, readable at any time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,10 +41,10 @@ pub struct CaptureCounts {
 
 #[derive(Default)]
 struct Counters {
-    captured: AtomicU64,
-    dropped: AtomicU64,
-    corrupt: AtomicU64,
-    failures: AtomicU64,
+    captured: Counter,
+    dropped: Counter,
+    corrupt: Counter,
+    failures: Counter,
     connected: AtomicBool,
 }
 
@@ -96,7 +88,7 @@ pub struct Capture {
     slot: Arc<Slot>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<WorkerThread>,
 }
 
 impl Capture {
@@ -106,7 +98,7 @@ impl Capture {
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker { open, backoff, slot: slot.clone(), counters: counters.clone(), stop: stop.clone() };
-        let thread = std::thread::Builder::new().name("capture".into()).spawn(move || worker.run())?;
+        let thread = WorkerThread::spawn("capture", move || worker.run())?;
         Ok(Self { slot, counters, stop, thread: Some(thread) })
     }
 
@@ -133,13 +125,14 @@ impl Capture {
         }
     }
 
+    /// The counters so far.
     pub fn counts(&self) -> CaptureCounts {
         let c = &self.counters;
         CaptureCounts {
-            captured: c.captured.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            corrupt: c.corrupt.load(Ordering::Relaxed),
-            failures: c.failures.load(Ordering::Relaxed),
+            captured: c.captured.get(),
+            dropped: c.dropped.get(),
+            corrupt: c.corrupt.get(),
+            failures: c.failures.get(),
             connected: c.connected.load(Ordering::Relaxed),
         }
     }
@@ -150,7 +143,7 @@ impl Capture {
         self.stop.store(true, Ordering::Relaxed);
         self.slot.end();
         if let Some(thread) = self.thread.take() {
-            join_within(thread, grace, "capture thread");
+            thread.join(grace);
         }
     }
 }
@@ -172,7 +165,7 @@ enum StreamEnd {
 
 impl Worker {
     fn run(mut self) {
-        let mut wait = self.backoff.initial;
+        let mut retry = Retry::new(self.backoff);
         let mut last_error = String::new();
         let mut next_index = 0;
         while !self.stopping() {
@@ -180,7 +173,7 @@ impl Worker {
                 Ok(mut source) => {
                     self.counters.connected.store(true, Ordering::Relaxed);
                     log::info!("capturing from {}", source.name());
-                    wait = self.backoff.initial;
+                    retry.reset();
                     last_error.clear();
                     match self.stream(source.as_mut(), &mut next_index) {
                         // A source that ended is not a missing camera: its last frames are
@@ -190,7 +183,7 @@ impl Worker {
                     }
                 }
                 Err(err) => {
-                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    self.counters.failures.add();
                     // The same error every few seconds for hours would flood the journal.
                     let message = err.to_string();
                     if message != last_error {
@@ -199,8 +192,7 @@ impl Worker {
                     }
                 }
             }
-            self.sleep(wait);
-            wait = (wait * 2).min(self.backoff.max);
+            self.sleep(retry.next_wait());
         }
         self.slot.end();
     }
@@ -221,21 +213,19 @@ impl Worker {
                         read_time: started.elapsed(),
                     };
                     *next_index += 1;
-                    self.counters.captured.fetch_add(1, Ordering::Relaxed);
+                    self.counters.captured.add();
                     self.put(captured, live);
                 }
                 Ok(None) => return StreamEnd::Ended,
                 Err(CaptureError::Corrupt { source_name, reason }) => {
                     *next_index += 1;
-                    let n = self.counters.corrupt.fetch_add(1, Ordering::Relaxed) + 1;
-                    // Every frame of a broken stream would be logged otherwise.
-                    if n.is_power_of_two() {
-                        log::warn!("skipped corrupt frame from {source_name} ({n} so far): {reason}");
-                    }
+                    self.counters
+                        .corrupt
+                        .add_and_warn(|n| format!("skipped corrupt frame from {source_name} ({n} so far): {reason}"));
                 }
                 Err(CaptureError::Timeout { .. }) => {}
                 Err(err @ CaptureError::Lost { .. }) => {
-                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    self.counters.failures.add();
                     log::warn!("camera lost: {err}; reopening");
                     return StreamEnd::Failed;
                 }
@@ -255,7 +245,7 @@ impl Worker {
             }
         }
         if state.frame.replace(frame).is_some() {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.dropped.add();
         }
         self.slot.changed.notify_all();
     }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use crate::kernel_choice::{measured_plan, KernelChoice, KernelReport, MeasureBudget};
 use crate::model::{ConvLayout, LoadedOnnx, ModelError};
 
 /// Class probabilities for one face, in the model's class order.
@@ -33,41 +32,26 @@ impl Emotion {
     }
 }
 
-/// The emotion model, optimised once at load for one face at a time.
+/// The emotion model, optimised once at load for one face at a time, on the kernels
+/// tract picks for the CPU.
 ///
-/// A batch of faces runs face by face: channels-last, tract 0.23.9 takes 2.3x as long
-/// for a batch of 2 as for one face and 9x for a batch of 8 (`tract MODEL -t conv_nhwc -O
-/// bench`, shipped model, this 2-core x86 machine), because multi-image batches add layout
-/// moves and lose the fused residual additions.
+/// A batch of faces runs face by face: channels-last, tract 0.23.9 optimises a
+/// multi-image batch with extra layout moves and without the fused residual additions,
+/// so one face at a time is the cheaper plan.
 pub struct TractClassifier {
     plan: Arc<TypedRunnableModel>,
     metadata: ClassifierMetadata,
     path: PathBuf,
-    kernels: Option<KernelReport>,
 }
 
-/// How long measuring the kernels at load may take. Ten runs of the shipped model take
-/// about 40 ms on a 2-core x86 machine; under qemu a run takes seconds, and ten runs per
-/// plan made `classify` of two images take 13.5 minutes there.
-const KERNEL_BUDGET: MeasureBudget = MeasureBudget { rounds: 2, max_runs: 10, plan_us: 100_000.0 };
-
 impl TractClassifier {
-    /// Loads `path`, reading preprocessing and class names from its metadata, with the
-    /// matrix-product kernels picked by `kernels`.
-    pub fn load(path: &Path, kernels: KernelChoice) -> Result<Self, ModelError> {
+    /// Loads `path`, reading preprocessing and class names from its metadata.
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
         let loaded = LoadedOnnx::read(path)?;
         let metadata = ClassifierMetadata::from_props(&loaded.metadata, path)?;
         let side = metadata.input_size as usize;
-        let typed = loaded.typed(&[1, 1, side, side], ConvLayout::ChannelsLast)?;
-        let build = || loaded.optimized(typed.clone());
-        let (plan, kernels) = match kernels {
-            KernelChoice::Tract => (build()?, None),
-            KernelChoice::Measured => {
-                let (plan, report) = measured_plan(path, build, KERNEL_BUDGET)?;
-                (plan, Some(report))
-            }
-        };
-        let classifier = Self { plan, metadata, path: path.to_owned(), kernels };
+        let plan = loaded.runnable(&[1, 1, side, side], ConvLayout::ChannelsLast)?;
+        let classifier = Self { plan, metadata, path: path.to_owned() };
         // One run at load time turns a class-count mismatch into a load error, not a per-face one.
         let probe = classifier.classify_batch(&vec![0.0; side * side], 1)?;
         if probe.len() != 1 || probe[0].probabilities.len() != classifier.metadata.class_names.len() {
@@ -85,11 +69,6 @@ impl TractClassifier {
     /// The optimised plan, for profiling.
     pub fn plan(&self) -> &Arc<TypedRunnableModel> {
         &self.plan
-    }
-
-    /// How the product kernels were measured, when they were.
-    pub fn kernel_report(&self) -> Option<&KernelReport> {
-        self.kernels.as_ref()
     }
 
     pub fn metadata(&self) -> &ClassifierMetadata {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
 use crate::capture::images::ImageSource;
 use crate::capture::source::SourceSpec;
-use crate::capture::thread::{Backoff, Capture, SourceOpener};
+use crate::capture::thread::{Capture, SourceOpener};
 use crate::config::{LedSettings, RunSettings};
 use crate::detect::DetectorSettings;
 use crate::live::{FrameReport, LiveLoop, LoopOptions, LoopSummary};
@@ -20,6 +20,7 @@ use crate::output::line_sink::LineSink;
 use crate::output::serial::{target_name, writer_opener};
 use crate::service::{self, Watchdog};
 use crate::track::Tracker;
+use crate::worker::{Backoff, Counter};
 
 /// How long shutdown waits for the capture thread and for the log to drain.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -55,13 +56,12 @@ pub fn run_device_with_source(
     let analyzer_settings = AnalyzerSettings {
         detector: DetectorSettings { min_score: settings.min_face_score, ..DetectorSettings::default() },
         crop: settings.crop,
-        ..AnalyzerSettings::default()
     };
     let analyzer = Analyzer::load(models, analyzer_settings)?;
     let classes = analyzer.classifier().metadata().class_names.len();
     let tracker = Tracker::new(classes, settings.tracker).context("tracker settings")?;
     let mut leds = open_leds(&settings.leds, &analyzer.classifier().metadata().class_names)?;
-    let mut led_failures = 0u64;
+    let led_failures = Counter::default();
     let backoff = Backoff { initial: settings.capture.retry_initial, max: settings.capture.retry_max };
     let sink = match writer_opener(&settings.serial, settings.baud) {
         Some(opener) => Some(
@@ -84,10 +84,7 @@ pub fn run_device_with_source(
         }
         if let Some(leds) = &mut leds {
             if let Err(err) = leds.show(report.tracks) {
-                led_failures += 1;
-                if led_failures.is_power_of_two() {
-                    log::warn!("leds: {err} ({led_failures} failures so far)");
-                }
+                led_failures.add_and_warn(|n| format!("leds: {err} ({n} failures so far)"));
             }
         }
         on_frame(report);

@@ -6,9 +6,7 @@
 //! plus one line per current track. Outputs only queue work, so a slow serial port or
 //! display never holds up the camera.
 
-pub mod bench;
 pub mod device;
-pub mod soak;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, Ordering};

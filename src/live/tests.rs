@@ -11,9 +11,10 @@ use serde_json::Value;
 use super::*;
 use crate::analyze::{AnalyzerSettings, ModelPaths};
 use crate::capture::source::{CaptureError, FrameSource};
-use crate::capture::thread::{Backoff, SourceOpener};
+use crate::capture::thread::SourceOpener;
 use crate::frame::Frame;
 use crate::track::TrackerSettings;
+use crate::worker::Backoff;
 
 type Step = Result<Option<Frame>, CaptureError>;
 

@@ -3,19 +3,18 @@
 //! or to PNG files with `png:DIR` (the simulator).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
 use crate::output::panel::driver::PanelGeometry;
 use crate::output::panel::linux::{open_panel, OpenPanel, PanelWiring};
+use crate::output::panel::PanelError;
 use crate::output::ui::{draw_ui, Framebuffer, UiFace, UiState, UiStatus};
-use crate::threads::join_within;
 use crate::track::Track;
+use crate::worker::{Counter, WorkerThread};
 
 /// How long a panel that failed to open or write waits before the next attempt.
 const PANEL_RETRY: Duration = Duration::from_secs(2);
@@ -29,16 +28,6 @@ pub enum DisplayTarget {
     Png(PathBuf),
     /// An SPI panel.
     Panel { wiring: PanelWiring, geometry: PanelGeometry },
-}
-
-impl DisplayTarget {
-    /// `none` or `png:DIR`; panels are assembled from the `[display]` keys by the config.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "none" => Some(Self::None),
-            _ => text.strip_prefix("png:").filter(|dir| !dir.is_empty()).map(|dir| Self::Png(PathBuf::from(dir))),
-        }
-    }
 }
 
 /// One screen to draw: a copy of the frame and the tracked faces at that moment.
@@ -77,16 +66,33 @@ pub struct DisplayCounts {
 
 #[derive(Default)]
 struct Counters {
-    rendered: AtomicU64,
-    skipped: AtomicU64,
-    failures: AtomicU64,
+    rendered: Counter,
+    skipped: Counter,
+    failures: Counter,
+}
+
+/// Why a screen could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum DisplayError {
+    /// The display folder cannot be created: the device does not start.
+    #[error("display folder {dir}: {cause}")]
+    Folder { dir: PathBuf, cause: std::io::Error },
+    /// A screen could not be saved (disk full, folder removed); the next one is tried.
+    #[error("cannot write {path}: {cause}")]
+    Png { path: PathBuf, cause: image::ImageError },
+    /// The panel failed to open or write; it is reopened after a pause.
+    #[error("{name}: {cause}")]
+    Panel { name: String, cause: PanelError },
+    /// The display thread could not be started.
+    #[error("starting the display thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// The display thread.
 pub struct Display {
     sender: Option<SyncSender<Screen>>,
     counters: Arc<Counters>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<WorkerThread>,
 }
 
 impl Display {
@@ -96,13 +102,11 @@ impl Display {
         width: u32,
         height: u32,
         class_names: Vec<String>,
-    ) -> std::io::Result<Option<Self>> {
+    ) -> Result<Option<Self>, DisplayError> {
         let sink: Box<dyn ScreenSink> = match target {
             DisplayTarget::None => return Ok(None),
             DisplayTarget::Png(dir) => {
-                std::fs::create_dir_all(dir).map_err(|err| {
-                    std::io::Error::new(err.kind(), format!("display folder {}: {err}", dir.display()))
-                })?;
+                std::fs::create_dir_all(dir).map_err(|cause| DisplayError::Folder { dir: dir.clone(), cause })?;
                 Box::new(PngSink { dir: dir.clone() })
             }
             DisplayTarget::Panel { wiring, geometry } => {
@@ -116,7 +120,7 @@ impl Display {
                 })
             }
         };
-        Self::spawn(sink, width, height, class_names).map(Some)
+        Self::spawn(sink, width, height, class_names).map(Some).map_err(DisplayError::Thread)
     }
 
     fn spawn(sink: Box<dyn ScreenSink>, width: u32, height: u32, class_names: Vec<String>) -> std::io::Result<Self> {
@@ -124,7 +128,7 @@ impl Display {
         let (sender, receiver) = sync_channel(1);
         let counters = Arc::new(Counters::default());
         let renderer = Renderer { width, height, class_names, counters: counters.clone(), sink };
-        let thread = std::thread::Builder::new().name("display".into()).spawn(move || renderer.run(receiver))?;
+        let thread = WorkerThread::spawn("display", move || renderer.run(receiver))?;
         Ok(Self { sender: Some(sender), counters, thread: Some(thread) })
     }
 
@@ -132,15 +136,16 @@ impl Display {
     pub fn offer(&self, screen: Screen) {
         let Some(sender) = &self.sender else { return };
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = sender.try_send(screen) {
-            self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            self.counters.skipped.add();
         }
     }
 
+    /// The counters so far.
     pub fn counts(&self) -> DisplayCounts {
         DisplayCounts {
-            rendered: self.counters.rendered.load(Ordering::Relaxed),
-            skipped: self.counters.skipped.load(Ordering::Relaxed),
-            failures: self.counters.failures.load(Ordering::Relaxed),
+            rendered: self.counters.rendered.get(),
+            skipped: self.counters.skipped.get(),
+            failures: self.counters.failures.get(),
         }
     }
 
@@ -148,7 +153,7 @@ impl Display {
     pub fn close(mut self, grace: Duration) -> DisplayCounts {
         self.sender = None;
         if let Some(thread) = self.thread.take() {
-            join_within(thread, grace, "display");
+            thread.join(grace);
         }
         self.counts()
     }
@@ -165,7 +170,7 @@ enum Shown {
 /// Where a rendered screen goes.
 trait ScreenSink: Send {
     /// Shows `screen`, the UI for camera frame `index`.
-    fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<Shown, String>;
+    fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<Shown, DisplayError>;
 }
 
 struct PngSink {
@@ -173,9 +178,9 @@ struct PngSink {
 }
 
 impl ScreenSink for PngSink {
-    fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<Shown, String> {
+    fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<Shown, DisplayError> {
         let path = self.dir.join(format!("screen_{index:06}.png"));
-        screen.to_rgb_image().save(&path).map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+        screen.to_rgb_image().save(&path).map_err(|cause| DisplayError::Png { path, cause })?;
         Ok(Shown::Drawn)
     }
 }
@@ -184,14 +189,14 @@ impl ScreenSink for PngSink {
 /// error, at most every `retry`.
 struct PanelSink {
     name: String,
-    open: Box<dyn FnMut() -> Result<OpenPanel, String> + Send>,
+    open: Box<dyn FnMut() -> Result<OpenPanel, PanelError> + Send>,
     panel: Option<OpenPanel>,
     next_attempt: Option<Instant>,
     retry: Duration,
 }
 
 impl ScreenSink for PanelSink {
-    fn show(&mut self, screen: &Framebuffer, _index: u64) -> Result<Shown, String> {
+    fn show(&mut self, screen: &Framebuffer, _index: u64) -> Result<Shown, DisplayError> {
         let panel = match &mut self.panel {
             Some(panel) => panel,
             None => {
@@ -199,14 +204,14 @@ impl ScreenSink for PanelSink {
                     return Ok(Shown::Waiting);
                 }
                 self.next_attempt = Some(Instant::now() + self.retry);
-                let opened = (self.open)().map_err(|err| format!("{}: {err}", self.name))?;
+                let opened = (self.open)().map_err(|cause| DisplayError::Panel { name: self.name.clone(), cause })?;
                 log::info!("display: {} ready", self.name);
                 self.panel.insert(opened)
             }
         };
-        if let Err(err) = panel.writer.push(screen) {
+        if let Err(cause) = panel.writer.push(screen) {
             self.panel = None;
-            return Err(format!("{}: {err}", self.name));
+            return Err(DisplayError::Panel { name: self.name.clone(), cause });
         }
         Ok(Shown::Drawn)
     }
@@ -236,16 +241,13 @@ impl Renderer {
             let Ok(()) = draw_ui(&mut framebuffer, &state);
             match self.sink.show(&framebuffer, screen.index) {
                 Ok(Shown::Drawn) => {
-                    self.counters.rendered.fetch_add(1, Ordering::Relaxed);
+                    self.counters.rendered.add();
                 }
                 Ok(Shown::Waiting) => {
-                    self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    self.counters.skipped.add();
                 }
                 Err(err) => {
-                    let n = self.counters.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n.is_power_of_two() {
-                        log::warn!("display: {err} ({n} failures so far)");
-                    }
+                    self.counters.failures.add_and_warn(|n| format!("display: {err} ({n} failures so far)"));
                 }
             }
         }
@@ -257,8 +259,8 @@ mod tests {
     use super::*;
     use crate::output::panel::bands::PanelWriter;
     use crate::output::panel::driver::{init_panel, Controller};
-    use crate::output::panel::fake_bus::{FakeBus, FakePin, NoDelay};
     use crate::output::panel::interface::SPIDEV_CHUNK;
+    use emotion_pi_doubles::{FakeBus, FakePin, NoDelay};
 
     const SLPOUT: u8 = 0x11;
     const RAMWR: u8 = 0x2C;
@@ -326,13 +328,5 @@ mod tests {
         assert!(codes[init..].contains(&RAMWR), "{codes:02x?}");
         let counts = display.close(Duration::from_secs(2));
         assert!(counts.failures >= 3 && counts.rendered > rendered, "{counts:?}");
-    }
-
-    #[test]
-    fn parses_targets() {
-        assert_eq!(DisplayTarget::parse("none"), Some(DisplayTarget::None));
-        assert_eq!(DisplayTarget::parse("png:/tmp/ui"), Some(DisplayTarget::Png(PathBuf::from("/tmp/ui"))));
-        assert_eq!(DisplayTarget::parse("png:"), None);
-        assert_eq!(DisplayTarget::parse("st7789"), None);
     }
 }

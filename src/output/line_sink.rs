@@ -10,14 +10,12 @@
 //! stalling the camera loop.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::capture::thread::Backoff;
-use crate::threads::join_within;
+use crate::worker::{Backoff, Counter, Retry, WorkerThread};
 
 /// Opens (or reopens) the target; called on the writer thread.
 pub type WriterOpener = Box<dyn FnMut() -> std::io::Result<Box<dyn Write + Send>> + Send>;
@@ -35,9 +33,9 @@ pub struct SinkCounts {
 
 #[derive(Default)]
 struct Counters {
-    written: AtomicU64,
-    dropped: AtomicU64,
-    failures: AtomicU64,
+    written: Counter,
+    dropped: Counter,
+    failures: Counter,
     /// Set by `close`: the writer stops waiting for a failed target to come back.
     closing: AtomicBool,
 }
@@ -47,7 +45,7 @@ pub struct LineSink {
     name: String,
     sender: Option<SyncSender<String>>,
     counters: Arc<Counters>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<WorkerThread>,
 }
 
 impl LineSink {
@@ -56,7 +54,7 @@ impl LineSink {
         let (sender, receiver) = sync_channel(queue.max(1));
         let counters = Arc::new(Counters::default());
         let writer = Writer { name: name.to_owned(), open, backoff, counters: counters.clone() };
-        let thread = std::thread::Builder::new().name("line-sink".into()).spawn(move || writer.run(receiver))?;
+        let thread = WorkerThread::spawn(&format!("{name} writer"), move || writer.run(receiver))?;
         Ok(Self { name: name.to_owned(), sender: Some(sender), counters, thread: Some(thread) })
     }
 
@@ -66,20 +64,18 @@ impl LineSink {
         match sender.try_send(line) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                let n = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_power_of_two() {
-                    log::warn!("{}: queue full, {n} lines dropped so far", self.name);
-                }
+                self.counters.dropped.add_and_warn(|n| format!("{}: queue full, {n} lines dropped so far", self.name));
                 false
             }
         }
     }
 
+    /// The counters so far.
     pub fn counts(&self) -> SinkCounts {
         SinkCounts {
-            written: self.counters.written.load(Ordering::Relaxed),
-            dropped: self.counters.dropped.load(Ordering::Relaxed),
-            failures: self.counters.failures.load(Ordering::Relaxed),
+            written: self.counters.written.get(),
+            dropped: self.counters.dropped.get(),
+            failures: self.counters.failures.get(),
         }
     }
 
@@ -88,7 +84,7 @@ impl LineSink {
         self.counters.closing.store(true, Ordering::Relaxed);
         self.sender = None;
         if let Some(thread) = self.thread.take() {
-            join_within(thread, grace, &format!("{} writer", self.name));
+            thread.join(grace);
         }
         self.counts()
     }
@@ -104,7 +100,7 @@ struct Writer {
 impl Writer {
     fn run(mut self, receiver: Receiver<String>) {
         let mut target: Option<Box<dyn Write + Send>> = None;
-        let mut wait = self.backoff.initial;
+        let mut retry = Retry::new(self.backoff);
         while let Ok(mut line) = receiver.recv() {
             line.push('\n');
             // The same line is retried until written; once closing, each line gets one more
@@ -112,21 +108,19 @@ impl Writer {
             loop {
                 match self.write(&mut target, &line) {
                     Ok(()) => {
-                        self.counters.written.fetch_add(1, Ordering::Relaxed);
-                        wait = self.backoff.initial;
+                        self.counters.written.add();
+                        retry.reset();
                         break;
                     }
                     Err(err) => {
                         target = None;
-                        let n = self.counters.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                        if n.is_power_of_two() {
-                            log::warn!("{}: {err} ({n} failures so far); retrying", self.name);
-                        }
+                        self.counters
+                            .failures
+                            .add_and_warn(|n| format!("{}: {err} ({n} failures so far); retrying", self.name));
                         if self.counters.closing.load(Ordering::Relaxed) {
                             break;
                         }
-                        std::thread::sleep(wait);
-                        wait = (wait * 2).min(self.backoff.max);
+                        std::thread::sleep(retry.next_wait());
                     }
                 }
             }
@@ -155,6 +149,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU64;
     use std::sync::Mutex;
     use std::time::Instant;
 

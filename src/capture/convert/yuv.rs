@@ -156,8 +156,9 @@ pub(super) fn yuyv(data: &[u8], width: u32, height: u32, range: YuvRange) -> Fra
 pub(super) fn nv12(data: &[u8], width: u32, height: u32, range: YuvRange) -> Frame {
     let w = width as usize;
     let (y_plane, uv_plane) = data.split_at(w * height as usize);
-    // An interleaved chroma row is as many bytes wide as a luma row. Two
-    // strided iterators measured ~1.6x faster than `chunks_exact(2)` here.
+    // An interleaved chroma row is as many bytes wide as a luma row. Two strided
+    // iterators let the compiler keep U and V in registers where `chunks_exact(2)`
+    // builds a slice per pair.
     planar_420(y_plane, width, height, range, |row| {
         let uv = &uv_plane[row * w..][..w];
         uv.iter().copied().step_by(2).zip(uv[1..].iter().copied().step_by(2))

@@ -74,10 +74,22 @@ pub fn main_face(tracks: &[Track]) -> Option<(usize, f32)> {
         .map(|track| (track.label(), track.confidence()))
 }
 
+/// Why the LEDs cannot be driven.
+#[derive(Debug, thiserror::Error)]
+pub enum LedError {
+    /// The GPIO peripheral cannot be opened: not a Raspberry Pi, or the user is not in
+    /// group `gpio` (`emotion-pi doctor` says which).
+    #[error("GPIO: {0} (is this a Raspberry Pi, and the user in group gpio?)")]
+    Gpio(String),
+    /// A pin cannot be claimed or set: in use by another program or driver, or not a GPIO.
+    #[error("GPIO {pin}: {reason}")]
+    Pin { pin: u8, reason: String },
+}
+
 /// GPIO outputs with PWM.
 pub trait LedPins: Send {
     /// Sets `pin` to `duty` (0..=1): 0 and 1 are steady levels, anything between is PWM.
-    fn set(&mut self, pin: u8, duty: f64) -> Result<(), String>;
+    fn set(&mut self, pin: u8, duty: f64) -> Result<(), LedError>;
 }
 
 /// The LEDs of the device: pin levels are only written when they change.
@@ -89,23 +101,23 @@ pub struct Leds {
 
 impl Leds {
     /// Takes `pins` and switches every LED off.
-    pub fn new(layout: LedLayout, pins: Box<dyn LedPins>) -> Result<Self, String> {
+    pub fn new(layout: LedLayout, pins: Box<dyn LedPins>) -> Result<Self, LedError> {
         let mut leds = Self { current: Vec::new(), layout, pins };
         leds.apply(leds.layout.dark())?;
         Ok(leds)
     }
 
     /// Shows the main face of `tracks` (nothing when there is none).
-    pub fn show(&mut self, tracks: &[Track]) -> Result<(), String> {
+    pub fn show(&mut self, tracks: &[Track]) -> Result<(), LedError> {
         self.apply(self.layout.levels(main_face(tracks)))
     }
 
     /// Switches every LED off (on exit).
-    pub fn off(&mut self) -> Result<(), String> {
+    pub fn off(&mut self) -> Result<(), LedError> {
         self.apply(self.layout.dark())
     }
 
-    fn apply(&mut self, levels: Vec<(u8, f64)>) -> Result<(), String> {
+    fn apply(&mut self, levels: Vec<(u8, f64)>) -> Result<(), LedError> {
         let levels: Vec<(u8, f64)> = levels.into_iter().map(|(pin, duty)| (pin, quantise(duty))).collect();
         for (index, &(pin, duty)) in levels.iter().enumerate() {
             if self.current.get(index) != Some(&(pin, duty)) {
@@ -135,31 +147,6 @@ impl Drop for Leds {
         if let Err(err) = self.off() {
             log::warn!("leds: cannot switch off: {err}");
         }
-    }
-}
-
-/// A stand-in that records every pin write, for tests and PCs.
-#[derive(Clone, Default)]
-pub struct RecordingPins {
-    writes: std::sync::Arc<std::sync::Mutex<Vec<(u8, f64)>>>,
-}
-
-impl RecordingPins {
-    /// All writes so far, in order.
-    pub fn writes(&self) -> Vec<(u8, f64)> {
-        self.writes.lock().map(|w| w.clone()).unwrap_or_default()
-    }
-
-    /// The last level written to each pin.
-    pub fn state(&self) -> BTreeMap<u8, f64> {
-        self.writes().into_iter().collect()
-    }
-}
-
-impl LedPins for RecordingPins {
-    fn set(&mut self, pin: u8, duty: f64) -> Result<(), String> {
-        self.writes.lock().map_err(|_| "recording poisoned".to_owned())?.push((pin, duty));
-        Ok(())
     }
 }
 

@@ -6,6 +6,31 @@ use super::*;
 use crate::geometry::BoundingBox;
 use crate::track::{Detections, Observation, Tracker, TrackerSettings};
 
+/// A stand-in that records every pin write.
+#[derive(Clone, Default)]
+struct RecordingPins {
+    writes: std::sync::Arc<std::sync::Mutex<Vec<(u8, f64)>>>,
+}
+
+impl RecordingPins {
+    /// All writes so far, in order.
+    fn writes(&self) -> Vec<(u8, f64)> {
+        self.writes.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// The last level written to each pin.
+    fn state(&self) -> BTreeMap<u8, f64> {
+        self.writes().into_iter().collect()
+    }
+}
+
+impl LedPins for RecordingPins {
+    fn set(&mut self, pin: u8, duty: f64) -> Result<(), LedError> {
+        self.writes.lock().unwrap().push((pin, duty));
+        Ok(())
+    }
+}
+
 const HAPPY: usize = 3;
 const SAD: usize = 4;
 

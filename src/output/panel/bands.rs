@@ -8,6 +8,7 @@ use std::ops::Range;
 use embedded_graphics::pixelcolor::Rgb565;
 
 use crate::output::panel::driver::PanelDriver;
+use crate::output::panel::PanelError;
 use crate::output::ui::Framebuffer;
 
 /// Rows compared together: small enough to skip unchanged text lines, large enough
@@ -28,13 +29,14 @@ pub struct PanelWriter {
 }
 
 impl PanelWriter {
+    /// A writer for a freshly initialised panel: the first push sends the whole screen.
     pub fn new(driver: Box<dyn PanelDriver>) -> Self {
         Self { driver, shown: None }
     }
 
     /// Brings the panel up to `screen`. After an error the panel's content is unknown,
     /// so the next push sends everything.
-    pub fn push(&mut self, screen: &Framebuffer) -> Result<Pushed, String> {
+    pub fn push(&mut self, screen: &Framebuffer) -> Result<Pushed, PanelError> {
         let (width, pixels) = (screen.width() as usize, screen.pixels());
         let mut pushed = Pushed::default();
         let mut buffer = Vec::new();

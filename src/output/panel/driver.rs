@@ -11,6 +11,7 @@ use mipidsi::options::{ColorInversion, ColorOrder, Orientation, Rotation};
 use mipidsi::Builder;
 
 use crate::output::panel::interface::SpiLink;
+use crate::output::panel::PanelError;
 
 /// The supported controllers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,17 +20,6 @@ pub enum Controller {
     St7789,
     /// 240×320 TFT modules.
     Ili9341,
-}
-
-impl Controller {
-    /// The config name: `st7789` or `ili9341`.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "st7789" => Some(Self::St7789),
-            "ili9341" => Some(Self::Ili9341),
-            _ => None,
-        }
-    }
 }
 
 /// How the panel is mounted and what it needs.
@@ -53,7 +43,7 @@ pub struct PanelGeometry {
 /// A panel ready for pixels.
 pub trait PanelDriver: Send {
     /// Writes `pixels` (row-major) into the rectangle from (`x`, `y`), `width`×`height`.
-    fn write_area(&mut self, x: u16, y: u16, width: u16, height: u16, pixels: &[Rgb565]) -> Result<(), String>;
+    fn write_area(&mut self, x: u16, y: u16, width: u16, height: u16, pixels: &[Rgb565]) -> Result<(), PanelError>;
 }
 
 struct MipidsiPanel<D> {
@@ -67,24 +57,24 @@ where
     M: Model<ColorFormat = Rgb565> + Send,
     RST: OutputPin + Send,
 {
-    fn write_area(&mut self, x: u16, y: u16, width: u16, height: u16, pixels: &[Rgb565]) -> Result<(), String> {
+    fn write_area(&mut self, x: u16, y: u16, width: u16, height: u16, pixels: &[Rgb565]) -> Result<(), PanelError> {
         if width == 0 || height == 0 {
             return Ok(());
         }
         // mipidsi takes inclusive end coordinates.
         self.display
             .set_pixels(x, y, x + width - 1, y + height - 1, pixels.iter().copied())
-            .map_err(|err| format!("{err:?}"))
+            .map_err(|err| PanelError::Write(format!("{err:?}")))
     }
 }
 
-fn orientation(rotation: u16) -> Result<Orientation, String> {
+fn orientation(rotation: u16) -> Result<Orientation, PanelError> {
     let rotation = match rotation {
         0 => Rotation::Deg0,
         90 => Rotation::Deg90,
         180 => Rotation::Deg180,
         270 => Rotation::Deg270,
-        other => return Err(format!("rotation {other} is not 0, 90, 180 or 270")),
+        other => return Err(PanelError::Rotation(other)),
     };
     Ok(Orientation::new().rotate(rotation))
 }
@@ -97,7 +87,7 @@ pub fn init_panel<S, P, R>(
     reset: Option<R>,
     chunk: usize,
     delay: &mut impl DelayNs,
-) -> Result<Box<dyn PanelDriver>, String>
+) -> Result<Box<dyn PanelDriver>, PanelError>
 where
     S: SpiDevice + Send + 'static,
     S::Error: std::fmt::Debug + Send,
@@ -118,7 +108,7 @@ fn build<M, DI, R>(
     geometry: &PanelGeometry,
     reset: Option<R>,
     delay: &mut impl DelayNs,
-) -> Result<Box<dyn PanelDriver>, String>
+) -> Result<Box<dyn PanelDriver>, PanelError>
 where
     M: Model<ColorFormat = Rgb565> + Send + 'static,
     DI: Interface<Word = u8> + Send + 'static,
@@ -136,7 +126,7 @@ where
         .orientation(orientation(geometry.rotation)?)
         .invert_colors(if geometry.invert { ColorInversion::Inverted } else { ColorInversion::Normal })
         .color_order(if geometry.bgr { ColorOrder::Bgr } else { ColorOrder::Rgb });
-    let failed = |err: &dyn std::fmt::Debug| format!("panel initialisation failed: {err:?}");
+    let failed = |err: &dyn std::fmt::Debug| PanelError::Init(format!("{err:?}"));
     match reset {
         Some(pin) => {
             let display = builder.reset_pin(pin).init(delay).map_err(|e| failed(&e))?;

@@ -11,6 +11,7 @@ use linux_embedded_hal::{CdevPin, Delay, SpidevDevice};
 use crate::output::panel::bands::PanelWriter;
 use crate::output::panel::driver::{init_panel, PanelGeometry};
 use crate::output::panel::interface::SPIDEV_CHUNK;
+use crate::output::panel::PanelError;
 
 /// Where the panel is wired.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,26 +50,32 @@ impl Drop for OpenPanel {
 }
 
 /// Opens the bus and lines in `wiring` and initialises the panel; errors name the device.
-pub fn open_panel(wiring: &PanelWiring, geometry: &PanelGeometry) -> Result<OpenPanel, String> {
-    let spi_name = wiring.spi.display();
-    let mut spi = SpidevDevice::open(&wiring.spi).map_err(|err| format!("{spi_name}: {err}"))?;
+pub fn open_panel(wiring: &PanelWiring, geometry: &PanelGeometry) -> Result<OpenPanel, PanelError> {
+    let spi_error = |reason: String| PanelError::Spi { device: wiring.spi.clone(), reason };
+    let mut spi = SpidevDevice::open(&wiring.spi).map_err(|err| spi_error(err.to_string()))?;
     let options =
         SpidevOptions::new().bits_per_word(8).max_speed_hz(wiring.clock_hz).mode(SpiModeFlags::SPI_MODE_0).build();
-    spi.configure(&options).map_err(|err| format!("{spi_name}: cannot set {} Hz mode 0: {err}", wiring.clock_hz))?;
+    spi.configure(&options).map_err(|err| spi_error(format!("cannot set {} Hz mode 0: {err}", wiring.clock_hz)))?;
 
-    let chip_name = wiring.gpio_chip.display();
-    let mut chip = Chip::new(&wiring.gpio_chip).map_err(|err| format!("{chip_name}: {err}"))?;
-    let mut output = |line: u32, initial: u8, role: &str| -> Result<CdevPin, String> {
+    let gpio_error = |line: u32, role: &'static str, reason: String| PanelError::Gpio {
+        chip: wiring.gpio_chip.clone(),
+        line,
+        role,
+        reason,
+    };
+    let mut chip =
+        Chip::new(&wiring.gpio_chip).map_err(|err| gpio_error(wiring.dc_line, "display dc", err.to_string()))?;
+    let mut output = |line: u32, initial: u8, role: &'static str| -> Result<CdevPin, PanelError> {
         let handle = chip
             .get_line(line)
             .and_then(|l| l.request(LineRequestFlags::OUTPUT, initial, &format!("emotion-pi {role}")))
-            .map_err(|err| format!("{chip_name} line {line} ({role}): {err}"))?;
-        CdevPin::new(handle).map_err(|err| format!("{chip_name} line {line} ({role}): {err}"))
+            .map_err(|err| gpio_error(line, role, err.to_string()))?;
+        CdevPin::new(handle).map_err(|err| gpio_error(line, role, err.to_string()))
     };
     let dc = output(wiring.dc_line, 0, "display dc")?;
     let reset = wiring.reset_line.map(|line| output(line, 1, "display reset")).transpose()?;
     let backlight = wiring.backlight_line.map(|line| output(line, 1, "display backlight")).transpose()?;
     let driver =
-        init_panel(geometry, spi, dc, reset, SPIDEV_CHUNK, &mut Delay).map_err(|err| format!("{spi_name}: {err}"))?;
+        init_panel(geometry, spi, dc, reset, SPIDEV_CHUNK, &mut Delay).map_err(|err| spi_error(err.to_string()))?;
     Ok(OpenPanel { writer: PanelWriter::new(driver), backlight })
 }

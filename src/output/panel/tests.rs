@@ -7,8 +7,10 @@ use embedded_graphics::prelude::*;
 
 use super::bands::PanelWriter;
 use super::driver::{init_panel, Controller, PanelDriver, PanelGeometry};
-use super::fake_bus::{Command, FakeBus, FakePin, NoDelay};
+use emotion_pi_doubles::{Command, FakeBus, FakePin, NoDelay};
+
 use super::interface::SPIDEV_CHUNK;
+use super::PanelError;
 use crate::output::ui::Framebuffer;
 
 // MIPI DCS / ST7789V / ILI9341 command codes (datasheets, "command list").
@@ -113,7 +115,9 @@ fn a_bad_rotation_is_refused_with_its_value() {
         SPIDEV_CHUNK,
         &mut NoDelay,
     );
-    assert_eq!(result.err().as_deref(), Some("rotation 45 is not 0, 90, 180 or 270"));
+    let err = result.err().expect("a 45 degree rotation is refused");
+    assert!(matches!(err, PanelError::Rotation(45)), "{err:?}");
+    assert_eq!(err.to_string(), "rotation 45 is not 0, 90, 180 or 270");
 }
 
 #[test]

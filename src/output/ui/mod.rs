@@ -18,6 +18,7 @@ use embedded_graphics::primitives::{PrimitiveStyleBuilder, Rectangle, StrokeAlig
 use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 use image::RgbImage;
 
+use crate::analyze::FaceAnalysis;
 use crate::geometry::BoundingBox;
 use layout::{BarLayout, Layout, PreviewMapping, MARGIN};
 
@@ -32,6 +33,14 @@ pub struct UiFace {
     pub confidence: f32,
     /// Probability per class, in `class_names` order.
     pub probabilities: Vec<f32>,
+}
+
+impl From<&FaceAnalysis> for UiFace {
+    /// A face straight from the models, untracked (benchmarks, annotated stills).
+    fn from(analysis: &FaceAnalysis) -> Self {
+        let (label, confidence) = analysis.emotion.top();
+        Self { bbox: analysis.face.bbox, label, confidence, probabilities: analysis.emotion.probabilities.clone() }
+    }
 }
 
 /// What the pipeline is doing, shown as text when it is not simply running.

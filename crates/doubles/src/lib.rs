@@ -1,6 +1,7 @@
-//! A recording SPI device and pins for tests and the benchmark: every write is kept with
-//! the level of the data/command pin at that moment, so what a controller would
-//! receive can be decoded and checked without hardware.
+//! Test doubles for emotion-pi's SPI panel: a recording SPI device and pins, used by the
+//! device crate's tests and the lab's traffic benchmark. Every write is kept with the
+//! level of the data/command pin at that moment, so what a controller would receive can be
+//! decoded and checked without hardware.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -1,4 +1,4 @@
-//! `emotion-pi bench --profile`: where an optimised model spends its time, node by node.
+//! `emotion-pi-lab profile`: where an optimised model spends its time, node by node.
 //!
 //! tract's own profiler lives in `tract-libcli`, whose command-line-tool dependencies (GPU
 //! back-ends, a second clap) this firmware does not want; the same figures come from timing
@@ -14,7 +14,9 @@ use serde::Serialize;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::plan::{eval, SimpleState};
 
-use crate::model::ModelError;
+use emotion_pi::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
+use emotion_pi::model::ModelError;
+use emotion_pi::report::Report;
 
 /// One node of the optimised plan and its mean time per run.
 #[derive(Debug, Clone, Serialize)]
@@ -116,6 +118,30 @@ pub fn profile_plan(path: &Path, plan: &Arc<TypedRunnableModel>, runs: usize) ->
     })
 }
 
+/// Nodes a profile lists per model in its text form (the JSON form has all of them).
+pub const TOP_NODES: usize = 15;
+
+/// The profiles of both models, as `emotion-pi-lab profile` prints them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Profiles(pub Vec<ModelProfile>);
+
+impl Report for Profiles {
+    fn to_text(&self) -> String {
+        let tables: Vec<String> = self.0.iter().map(|p| p.to_text(TOP_NODES)).collect();
+        tables.join("\n")
+    }
+}
+
+/// Profiles the detector and the emotion model node by node over `runs` runs each.
+pub fn profile_models(paths: &ModelPaths, runs: usize) -> anyhow::Result<Profiles> {
+    let analyzer = Analyzer::load(paths, AnalyzerSettings::default())?;
+    Ok(Profiles(vec![
+        profile_plan(&paths.detector, analyzer.detector().plan(), runs)?,
+        profile_plan(&paths.classifier, analyzer.classifier().plan(), runs)?,
+    ]))
+}
+
 impl ModelProfile {
     /// The per-op totals and the `top` slowest nodes as a table.
     pub fn to_text(&self, top: usize) -> String {
@@ -149,13 +175,12 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::classify::TractClassifier;
-    use crate::kernel_choice::KernelChoice;
+    use emotion_pi::classify::TractClassifier;
 
     #[test]
     fn every_node_is_timed_once_and_the_totals_add_up() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/emotion_mobilenet_int8.onnx");
-        let classifier = TractClassifier::load(&path, KernelChoice::Tract).expect("shipped model loads");
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/emotion_mobilenet_int8.onnx");
+        let classifier = TractClassifier::load(&path).expect("shipped model loads");
         let profile = profile_plan(&path, classifier.plan(), 1).expect("profile");
         let mut ids: Vec<usize> = profile.nodes.iter().map(|n| n.node).collect();
         ids.sort_unstable();

@@ -1,4 +1,4 @@
-//! `emotion-pi bench --live`: the whole live loop on a looped image folder, printing
+//! `emotion-pi-lab live`: the whole live loop on a looped image folder, printing
 //! sustained frame rate, per-stage latency and whether memory stays flat.
 
 use std::path::{Path, PathBuf};
@@ -7,22 +7,24 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::analyze::ModelPaths;
-use crate::bench::{camera_frame, DEFAULT_BENCH_IMAGE};
-use crate::bulk::classify_files::read_image;
-use crate::config::{Config, SerialTarget};
-use crate::live::device::run_device;
-use crate::live::stats::StageSummary;
+use emotion_pi::analyze::ModelPaths;
+use emotion_pi::bench::{bench_picture, camera_frame};
+use emotion_pi::config::{Config, SerialTarget};
+use emotion_pi::live::device::run_device;
+use emotion_pi::live::stats::StageSummary;
+use emotion_pi::report::Report;
 
 /// Frame at which the baseline resident memory is taken: by then buffers and caches are warm.
 pub const RSS_BASELINE_FRAME: u64 = 1000;
 
+/// What the live benchmark loops and for how long.
 pub struct LiveBenchOptions {
     /// Folder or image to loop; default: the bench portrait framed at 640×480.
     pub source: Option<PathBuf>,
     pub frames: u64,
 }
 
+/// What the live benchmark measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveBenchReport {
     pub source: String,
@@ -59,11 +61,10 @@ pub fn growth_percent(from: u64, to: u64) -> f64 {
     }
 }
 
-/// Writes the bench portrait framed as a 640×480 camera frame into `dir` (created) and
-/// returns `dir`, a folder source for the loop benchmarks.
+/// Writes the built-in bench portrait framed as a 640×480 camera frame into `dir`
+/// (created) and returns `dir`, a folder source for the loop benchmarks.
 pub fn write_bench_frame(dir: &Path) -> anyhow::Result<PathBuf> {
-    let decoded = read_image(Path::new(DEFAULT_BENCH_IMAGE))
-        .map_err(|m| anyhow::anyhow!("{DEFAULT_BENCH_IMAGE}: {m}; pass --source DIR"))?;
+    let (decoded, _) = bench_picture(None)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let frame_path = dir.join("frame.png");
     camera_frame(&decoded).rgb.save(&frame_path).with_context(|| format!("writing {}", frame_path.display()))?;
@@ -114,8 +115,8 @@ pub fn run_live_bench(models: &ModelPaths, options: &LiveBenchOptions) -> anyhow
     })
 }
 
-impl LiveBenchReport {
-    pub fn to_text(&self) -> String {
+impl Report for LiveBenchReport {
+    fn to_text(&self) -> String {
         let mut text = format!(
             "live loop on {}: {} frames ({} detections) in {:.1} s = {:.1} FPS sustained, {} log lines\n\
              RSS at frame {}: {} KiB, at the end: {} KiB ({:+.2}%)\n\n{:<10}{:>10}{:>10}{:>10}\n",

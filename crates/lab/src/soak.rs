@@ -1,4 +1,4 @@
-//! `emotion-pi bench --soak`: the device's whole loop for a long run (a looped image
+//! `emotion-pi-lab soak`: the device's whole loop for a long run (a looped image
 //! folder paced like a camera, the PNG display, the emotion log on a pty) while faults are
 //! injected through each seam in turn. It reports whether every fault was recovered from,
 //! whether a log line the device wrote went missing, resident memory over time and loop
@@ -22,17 +22,19 @@ use anyhow::Context;
 use serde::Serialize;
 use serialport::{SerialPort, TTYPort};
 
-use crate::analyze::ModelPaths;
-use crate::capture::images::ImageSource;
-use crate::capture::source::{CaptureError, FrameSource};
-use crate::capture::thread::SourceOpener;
-use crate::config::{Config, SerialTarget};
-use crate::frame::Frame;
-use crate::live::bench::{growth_percent, rss_kib, write_bench_frame};
-use crate::live::device::run_device_with_source;
-use crate::live::stats::Percentiles;
-use crate::output::display::DisplayCounts;
-use crate::output::line_sink::SinkCounts;
+use emotion_pi::analyze::ModelPaths;
+use emotion_pi::capture::images::ImageSource;
+use emotion_pi::capture::source::{CaptureError, FrameSource};
+use emotion_pi::capture::thread::SourceOpener;
+use emotion_pi::config::{Config, DisplayKind, SerialTarget};
+use emotion_pi::frame::Frame;
+use emotion_pi::live::device::run_device_with_source;
+use emotion_pi::live::stats::Percentiles;
+use emotion_pi::output::display::DisplayCounts;
+use emotion_pi::output::line_sink::SinkCounts;
+use emotion_pi::report::Report;
+
+use crate::live::{growth_percent, rss_kib, write_bench_frame};
 
 /// How long a camera stays unplugged, the display folder gone, the serial port pulled.
 pub const OUTAGE: Duration = Duration::from_secs(5);
@@ -148,7 +150,14 @@ impl SoakReport {
         self.log.written.saturating_sub(self.lines_received)
     }
 
-    pub fn to_text(&self) -> String {
+    /// Every fault recovered from and no log line lost.
+    pub fn healthy(&self) -> bool {
+        self.recovered() == self.faults.len() && self.lines_lost() == 0
+    }
+}
+
+impl Report for SoakReport {
+    fn to_text(&self) -> String {
         let mut text = format!(
             "soak on {} at {} fps: {:.1} min, {} frames ({:.1} FPS), {} dropped, {} corrupt, \
              {} camera failures, {} model errors\n\
@@ -479,7 +488,7 @@ fn soak_in(scratch: &Path, models: &ModelPaths, options: &SoakOptions) -> anyhow
     config.source.loop_images = true;
     config.source.fps = options.fps;
     config.serial.heartbeat_secs = 1.0;
-    config.display.kind = format!("png:{}", screens.display());
+    config.display.kind = DisplayKind::Png(screens.clone());
     config.display.every = DISPLAY_EVERY;
     let mut settings = config.settings(Path::new("(soak)"))?;
     settings.serial = SerialTarget::Port(link.clone());
@@ -496,7 +505,7 @@ fn soak_in(scratch: &Path, models: &ModelPaths, options: &SoakOptions) -> anyhow
                 reason: "injected: camera still unplugged".into(),
             });
         }
-        let inner = crate::capture::open(&spec, &capture_settings)?;
+        let inner = emotion_pi::capture::open(&spec, &capture_settings)?;
         Ok(Box::new(FaultyCamera { inner, faults: faults.clone() }) as Box<dyn FrameSource>)
     });
 
