@@ -18,7 +18,8 @@ use crate::classify::{CropSettings, TractClassifier};
 use crate::config::{Config, ConfigError, DisplayKind, RunSettings, CROP_MARGIN_RANGE, MIN_SCORE_RANGE};
 use crate::detect::DetectorSettings;
 use crate::doctor::{self, Host, Verdict};
-use crate::live::device::run_device;
+use crate::live::device::{check_before_start, run_device};
+use crate::output::serial::target_name;
 use crate::report::print_report;
 
 /// Real-time facial-expression sensor for the Raspberry Pi.
@@ -98,31 +99,40 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The config file with these flags applied on top.
-    fn config(&self) -> Result<(Config, PathBuf), ConfigError> {
+    /// The checked settings of the config file with these flags applied on top; an error
+    /// in a value a flag gave names the flag, not the file.
+    fn settings(&self) -> Result<RunSettings, ConfigError> {
         let (mut config, path) = Config::load(self.config.as_deref())?;
+        // Each flag given, with the config key it overrides.
+        let mut given: Vec<(&str, &'static str)> = Vec::new();
         if let Some(source) = &self.source {
             config.source.uri = source.clone();
+            given.push(("source.uri", "--source"));
         }
         if self.loop_images {
             config.source.loop_images = true;
         }
         if let Some(fps) = self.fps {
             config.source.fps = fps;
+            given.push(("source.fps", "--fps"));
         }
         if let Some(serial) = &self.serial {
             config.serial.port = serial.clone();
+            given.push(("serial.port", "--serial"));
         }
         if let Some(baud) = self.baud {
             config.serial.baud = baud;
+            given.push(("serial.baud", "--baud"));
         }
         if let Some(display) = &self.display {
             config.display.kind = display.clone();
+            given.push(("display.kind", "--display"));
         }
         if let Some(every) = self.detect_every {
             config.detect.every = every;
+            given.push(("detect.every", "--detect-every"));
         }
-        Ok((config, path))
+        config.settings(&path).map_err(|err| given.iter().fold(err, |err, &(key, flag)| err.blame_flag(key, flag)))
     }
 }
 
@@ -239,7 +249,7 @@ fn number_in(text: &str, range: std::ops::RangeInclusive<f32>) -> Result<f32, St
     if range.contains(&v) {
         Ok(v)
     } else {
-        Err(format!("{v} is outside {range:?}"))
+        Err(format!("{v} is outside {}..{}", range.start(), range.end()))
     }
 }
 
@@ -344,11 +354,12 @@ fn write_predictions(
 }
 
 /// `emotion-pi run`: checks the settings, then runs until the source ends or SIGINT/SIGTERM.
+/// The exit code is 1 when log lines were computed but never delivered.
 fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let (config, path) = args.config()?;
-    let settings = config.settings(&path)?;
+    let settings = args.settings()?;
     let models = args.models.paths_for(&settings);
     if args.check_config {
+        check_before_start(&settings, &models)?;
         println!("{settings:#?}\n{models:#?}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -360,15 +371,29 @@ fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
             .context("installing the signal handlers")?;
     }
     let summary = run_device(&settings, &models, args.max_frames, &stop, &mut |_| {})?;
+    let log = summary.log;
     log::info!(
-        "stopped after {} frames ({:.1} FPS): {} dropped, {} corrupt, {} camera failures; log: {} written, {} dropped",
+        "stopped after {} frames ({:.1} FPS): {} dropped, {} corrupt, {} camera failures; \
+         log: {} written, {} dropped, {} undelivered",
         summary.frames,
         summary.fps,
         summary.capture.dropped,
         summary.capture.corrupt,
         summary.capture.failures,
-        summary.log.written,
-        summary.log.dropped
+        log.written,
+        log.dropped,
+        log.undelivered
     );
+    // A reader that closed the pipe chose to stop reading: that ends the run cleanly.
+    if log.lost() > 0 && !log.reader_gone {
+        eprintln!(
+            "emotion-pi: {} log lines were not delivered to {} ({} dropped with the queue full, {} still queued at stop)",
+            log.lost(),
+            target_name(&settings.serial),
+            log.dropped,
+            log.undelivered
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -93,6 +93,19 @@ pub enum ConfigError {
     /// A value of the right type outside its allowed range.
     #[error("config {path}: `{key}` = {value}: {reason}")]
     Invalid { path: PathBuf, key: &'static str, value: String, reason: String },
+    /// A command-line flag's value that the key it overrides does not allow.
+    #[error("{flag} {value}: {reason}")]
+    Flag { flag: &'static str, value: String, reason: String },
+}
+
+impl ConfigError {
+    /// This error blamed on `flag` when it is about `key`, which the flag set.
+    pub fn blame_flag(self, key: &str, flag: &'static str) -> Self {
+        match self {
+            Self::Invalid { key: bad, value, reason, .. } if bad == key => Self::Flag { flag, value, reason },
+            other => other,
+        }
+    }
 }
 
 /// Every setting of `emotion-pi run`.
@@ -433,7 +446,7 @@ impl Config {
             return Err(invalid(
                 "detect.min_score",
                 d.min_score.to_string(),
-                format!("must be within {MIN_SCORE_RANGE:?}"),
+                format!("must be within {}..{}", MIN_SCORE_RANGE.start(), MIN_SCORE_RANGE.end()),
             ));
         }
         if d.every == 0 {
@@ -443,7 +456,7 @@ impl Config {
             return Err(invalid(
                 "detect.crop_margin",
                 d.crop_margin.to_string(),
-                format!("must be within {CROP_MARGIN_RANGE:?}"),
+                format!("must be within {}..{}", CROP_MARGIN_RANGE.start(), CROP_MARGIN_RANGE.end()),
             ));
         }
         let t = &self.track;
@@ -507,7 +520,7 @@ impl Config {
             detect_every: d.every,
             crop: CropSettings { margin: d.crop_margin, ..CropSettings::default() },
             tracker,
-            serial: SerialTarget::parse(&serial.port),
+            serial: log_target(&serial.port).map_err(|reason| invalid("serial.port", serial.port.clone(), reason))?,
             baud: serial.baud,
             heartbeat: (serial.heartbeat_secs > 0.0).then(|| Duration::from_secs_f64(serial.heartbeat_secs)),
             serial_queue: serial.queue,
@@ -518,6 +531,20 @@ impl Config {
             leds: led_settings(&self.leds).map_err(|(key, value, reason)| invalid(key, value, reason))?,
         })
     }
+}
+
+/// The log target named by `serial.port`; a file in a folder that does not exist could
+/// never be written, so it is refused before start rather than retried forever.
+fn log_target(port: &str) -> Result<SerialTarget, String> {
+    let target = SerialTarget::parse(port);
+    if let SerialTarget::File(path) = &target {
+        if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+            if !folder.is_dir() {
+                return Err(format!("the folder {} does not exist", folder.display()));
+            }
+        }
+    }
+    Ok(target)
 }
 
 /// The LEDs from the `[leds]` keys, or the key, value and reason of the first bad one.
@@ -556,7 +583,7 @@ fn panel_target(
         return Err(("display.spi_hz", display.spi_hz.to_string(), "must be within 100000..125000000".into()));
     }
     // Both controllers drive 240x320 pixels in portrait.
-    let (across, down) = if display.rotation % 180 == 0 { (240, 320) } else { (320, 240) };
+    let (across, down) = if display.rotation.is_multiple_of(180) { (240, 320) } else { (320, 240) };
     let (offset_x, offset_y) = (u32::from(display.offset_x), u32::from(display.offset_y));
     if display.width + offset_x > across || display.height + offset_y > down {
         return Err((
@@ -730,6 +757,28 @@ mod tests {
         let full = dir.path().join("full-disk");
         std::os::unix::fs::symlink("/dev/full", &full).unwrap();
         assert_eq!(SerialTarget::parse(full.to_str().unwrap()), SerialTarget::File(full.clone()));
+    }
+
+    #[test]
+    fn a_file_log_in_a_missing_folder_is_refused_before_start() {
+        let err = parse("[serial]\nport = \"/nonexistent/dir/emotions.jsonl\"").unwrap_err();
+        match &err {
+            ConfigError::Invalid { key, reason, .. } => {
+                assert_eq!(*key, "serial.port");
+                assert!(reason.contains("/nonexistent/dir"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fine = dir.path().join("emotions.jsonl");
+        let settings = parse(&format!("[serial]\nport = {:?}", fine.display().to_string())).unwrap();
+        assert_eq!(settings.serial, SerialTarget::File(fine));
+        assert_eq!(
+            parse("[serial]\nport = \"emotions.jsonl\"").unwrap().serial,
+            SerialTarget::File("emotions.jsonl".into())
+        );
+        let blamed = err.blame_flag("serial.port", "--serial");
+        assert!(blamed.to_string().starts_with("--serial /nonexistent/dir/emotions.jsonl: "), "{blamed}");
     }
 
     #[test]

@@ -16,6 +16,11 @@ pub fn notify_ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// Sets the one-line status `systemctl status` shows.
+pub fn notify_status(status: &str) {
+    send(&[NotifyState::Status(status)]);
+}
+
 /// Tells systemd that the service is shutting down on purpose.
 pub fn notify_stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);

@@ -57,7 +57,8 @@ impl Counter {
     pub fn add_and_warn(&self, describe: impl FnOnce(u64) -> String) -> u64 {
         let total = self.add();
         if total.is_power_of_two() {
-            log::warn!("{}", describe(total));
+            let warning = describe(total);
+            log::warn!("{warning}");
         }
         total
     }

@@ -346,6 +346,19 @@ impl Systemd {
         }
     }
 
+    /// The arrival time of the next watchdog ping within `timeout`, passing over status
+    /// texts (they come whenever the log's status changes).
+    fn next_ping(&self, timeout: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (at, message) = self.receive(deadline.saturating_duration_since(Instant::now()))?;
+            if !message.starts_with("STATUS=") {
+                assert_eq!(message, "WATCHDOG=1\n");
+                return Some(at);
+            }
+        }
+    }
+
     /// Waits (model loading included) for READY=1; no ping may come before it.
     fn expect_ready(&self) {
         let (_, message) = self.receive(Duration::from_secs(120)).expect("no READY=1");
@@ -367,9 +380,7 @@ fn service_reports_ready_then_pings_the_watchdog_while_frames_flow() {
     systemd.expect_ready();
     let mut pings = Vec::new();
     while pings.len() < 6 {
-        let (at, message) = systemd.receive(Duration::from_secs(5)).expect("watchdog pings stopped");
-        assert_eq!(message, "WATCHDOG=1\n");
-        pings.push(at);
+        pings.push(systemd.next_ping(Duration::from_secs(5)).expect("watchdog pings stopped"));
     }
     let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(gaps.iter().all(|&g| g >= Duration::from_millis(180)), "pings closer than a quarter timeout: {gaps:?}");
@@ -402,18 +413,16 @@ fn watchdog_pings_stop_while_the_source_blocks_and_resume_with_frames() {
     };
     send_frames(5);
     systemd.expect_ready();
-    let (_, message) = systemd.receive(Duration::from_secs(5)).expect("no ping for the first frames");
-    assert_eq!(message, "WATCHDOG=1\n");
+    systemd.next_ping(Duration::from_secs(5)).expect("no ping for the first frames");
 
     // Nothing more on stdin: the capture thread sits in read(), as with a hung camera.
     // At most one ping can still be in flight for a frame processed before the stall.
     std::thread::sleep(Duration::from_millis(500));
-    while systemd.receive(Duration::from_millis(1)).is_some() {}
-    assert_eq!(systemd.receive(Duration::from_millis(1600)), None, "pings went on while the source was blocked");
+    while systemd.next_ping(Duration::from_millis(1)).is_some() {}
+    assert_eq!(systemd.next_ping(Duration::from_millis(1600)), None, "pings went on while the source was blocked");
 
     send_frames(5);
-    let (_, message) = systemd.receive(Duration::from_secs(5)).expect("pings did not resume with frames");
-    assert_eq!(message, "WATCHDOG=1\n");
+    systemd.next_ping(Duration::from_secs(5)).expect("pings did not resume with frames");
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
@@ -555,4 +564,169 @@ fn a_serial_port_that_disappears_loses_no_accepted_line_once_it_returns() {
     assert!(after.iter().all(|v| v.get("log_dropped").is_none_or(|d| d == 0)), "{after:?}");
     let stderr = warned.finish();
     assert!(stderr.contains("ttyUSB-emotion") && stderr.contains("retrying"), "{stderr}");
+}
+
+#[test]
+fn check_config_refuses_what_run_refuses_before_touching_hardware() {
+    let dir = tempfile::tempdir().unwrap();
+    let leds = dir.path().join("leds.toml");
+    std::fs::write(&leds, "[leds]\nkind = \"gpio\"\n[leds.pins]\nhapy = 19\n").unwrap();
+    let missing_log = dir.path().join("no/such/folder/emotions.jsonl");
+    // Each case: source, log target, extra flags, and what the error must name.
+    let cases = [
+        ("/nonexistent/frames", "none", vec![], "/nonexistent/frames"),
+        ("tests/fixtures", "none", vec!["--config", leds.to_str().unwrap()], "leds.pins.hapy"),
+        ("tests/fixtures", "none", vec!["--models", "/nonexistent/models"], "/nonexistent/models"),
+        ("tests/fixtures", missing_log.to_str().unwrap(), vec![], "--serial"),
+    ];
+    for (source, serial, flags, named) in cases {
+        let output = emotion_pi()
+            .args(["run", "--check-config", "--source", source, "--serial", serial])
+            .args(&flags)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(named), "{flags:?}: {stderr}");
+    }
+    // The same settings without the mistakes pass.
+    let output =
+        emotion_pi().args(["run", "--check-config", "--source", "tests/fixtures", "--serial", "none"]).output();
+    assert!(output.unwrap().status.success());
+}
+
+#[test]
+fn a_flag_error_names_the_flag_not_the_config_file() {
+    let output = emotion_pi().args(["run", "--check-config", "--detect-every", "0"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("emotion-pi: --detect-every 0: must be at least 1"), "{stderr}");
+    assert!(!stderr.contains("config.toml"), "{stderr}");
+    let output = emotion_pi().args(["run", "--check-config", "--display", "ssd1306"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--display") && stderr.contains("ssd1306") && stderr.contains("st7789"), "{stderr}");
+}
+
+#[test]
+fn a_log_file_in_a_missing_folder_is_an_error_at_start_not_a_silent_loss() {
+    let output = emotion_pi()
+        .args(["run", "--source", "tests/fixtures", "--serial", "/nonexistent/dir/emotions.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--serial /nonexistent/dir/emotions.jsonl") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn log_lines_never_delivered_are_counted_and_make_the_exit_code_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("emotions.jsonl");
+    // Every write to /dev/full fails with ENOSPC, as on a disk that stays full.
+    std::os::unix::fs::symlink("/dev/full", &log).unwrap();
+    let output = emotion_pi().args(["run", "--source", "tests/fixtures", "--serial"]).arg(&log).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // Two faces in two pictures, then the final status: at least three lines were lost.
+    let lost = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("emotion-pi: ")?.split(" log lines were not delivered").next()?.parse::<u64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no count of lost lines: {stderr}"));
+    assert!(lost >= 3, "{stderr}");
+    assert!(stderr.contains(log.to_str().unwrap()), "{stderr}");
+}
+
+#[test]
+fn stdout_closed_by_its_reader_ends_the_run_cleanly() {
+    let mut child = emotion_pi()
+        .args(["run", "--source", "tests/fixtures", "--loop", "--fps", "20", "--serial", "stdout"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Like `| head -1`: read one line, then close the pipe.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("\"v\":1"), "{first}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running 60 s after its reader left");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_stream_that_sends_no_frames_is_reported_stalled_not_without_a_face() {
+    let mut child = emotion_pi()
+        .args(["run", "--source", "stdin:yuv420:64x48", "--serial", "stdout"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The pipe stays open and silent, as when the camera program upstream hangs.
+    let _silent = child.stdin.take().unwrap();
+    let (sender, statuses) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let value: Value = serde_json::from_str(&line).unwrap();
+            if let Some(status) = value["status"].as_str() {
+                let _ = sender.send(status.to_owned());
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !seen.iter().any(|s| s == "stream stalled") {
+        match statuses.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(status) => seen.push(status),
+            Err(_) => {
+                child.kill().unwrap();
+                panic!("no stalled status: {seen:?}");
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn the_service_status_text_follows_the_log_status() {
+    let systemd = Systemd::new();
+    let mut child = systemd
+        .service()
+        .args(["run", "--source", "/dev/video-missing", "--serial", "none", "--config", "/dev/null"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    systemd.expect_ready();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut messages = Vec::new();
+    while !messages.iter().any(|m: &String| m.contains("STATUS=no camera: ")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match systemd.receive(left) {
+            Some((_, message)) => messages.push(message),
+            None => {
+                child.kill().unwrap();
+                panic!("status text never said no camera: {messages:?}");
+            }
+        }
+    }
+    assert!(messages.iter().all(|m| !m.contains("STATUS=running")), "{messages:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

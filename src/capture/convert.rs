@@ -131,7 +131,7 @@ pub fn to_frame(
         PixelFormat::Nv12 | PixelFormat::I420 => (true, true),
         PixelFormat::Grey | PixelFormat::Mjpeg => (false, false),
     };
-    if (even_width && width % 2 != 0) || (even_height && height % 2 != 0) {
+    if (even_width && !width.is_multiple_of(2)) || (even_height && !height.is_multiple_of(2)) {
         return Err(ConvertError::OddSize { format, width, height });
     }
     // Each uncompressed format's byte count and converter; MJPEG carries its own size.

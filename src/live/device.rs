@@ -35,12 +35,34 @@ pub fn run_device(
     stop: &AtomicBool,
     on_frame: &mut dyn FnMut(&FrameReport),
 ) -> anyhow::Result<LoopSummary> {
-    // A folder that does not exist is a mistake to report now, not a camera to wait for.
+    check_source(settings)?;
+    let source = crate::capture::opener(settings.source.clone(), settings.capture);
+    run_device_with_source(settings, models, source, max_frames, stop, on_frame)
+}
+
+/// Every check [`run_device`] makes before it opens a device, for `run --check-config`:
+/// the source, both models, and the LEDs' emotions against the model's classes.
+pub fn check_before_start(settings: &RunSettings, models: &ModelPaths) -> anyhow::Result<()> {
+    check_source(settings)?;
+    let analyzer = load_analyzer(settings, models)?;
+    led_layout(&settings.leds, &analyzer.classifier().metadata().class_names)?;
+    Ok(())
+}
+
+/// An image folder that does not exist is a mistake to report now, not a camera to wait for.
+fn check_source(settings: &RunSettings) -> anyhow::Result<()> {
     if let SourceSpec::Images { path } = &settings.source {
         ImageSource::open(path, false, 0).context("source")?;
     }
-    let source = crate::capture::opener(settings.source.clone(), settings.capture);
-    run_device_with_source(settings, models, source, max_frames, stop, on_frame)
+    Ok(())
+}
+
+fn load_analyzer(settings: &RunSettings, models: &ModelPaths) -> anyhow::Result<Analyzer> {
+    let analyzer_settings = AnalyzerSettings {
+        detector: DetectorSettings { min_score: settings.min_face_score, ..DetectorSettings::default() },
+        crop: settings.crop,
+    };
+    Ok(Analyzer::load(models, analyzer_settings)?)
 }
 
 /// [`run_device`] with frames from `source` instead of the configured one (the soak
@@ -53,14 +75,10 @@ pub fn run_device_with_source(
     stop: &AtomicBool,
     on_frame: &mut dyn FnMut(&FrameReport),
 ) -> anyhow::Result<LoopSummary> {
-    let analyzer_settings = AnalyzerSettings {
-        detector: DetectorSettings { min_score: settings.min_face_score, ..DetectorSettings::default() },
-        crop: settings.crop,
-    };
-    let analyzer = Analyzer::load(models, analyzer_settings)?;
-    let classes = analyzer.classifier().metadata().class_names.len();
-    let tracker = Tracker::new(classes, settings.tracker).context("tracker settings")?;
-    let mut leds = open_leds(&settings.leds, &analyzer.classifier().metadata().class_names)?;
+    let analyzer = load_analyzer(settings, models)?;
+    let class_names = &analyzer.classifier().metadata().class_names;
+    let tracker = Tracker::new(class_names.len(), settings.tracker).context("tracker settings")?;
+    let mut leds = led_layout(&settings.leds, class_names)?.and_then(open_leds);
     let led_failures = Counter::default();
     let backoff = Backoff { initial: settings.capture.retry_initial, max: settings.capture.retry_max };
     let sink = match writer_opener(&settings.serial, settings.baud) {
@@ -78,7 +96,7 @@ pub fn run_device_with_source(
     let every = u64::from(settings.display_every);
     let mut outputs = |report: &FrameReport| {
         if let Some(display) = &display {
-            if report.frame.index % every == 0 {
+            if report.frame.index.is_multiple_of(every) {
                 display.offer(Screen::new(report.frame.index, &report.frame.frame.rgb, report.tracks, report.fps));
             }
         }
@@ -90,8 +108,9 @@ pub fn run_device_with_source(
         on_frame(report);
     };
     let options = LoopOptions { detect_every: settings.detect_every, heartbeat: settings.heartbeat, max_frames };
-    let mut live = LiveLoop::new(&analyzer, tracker, sink.as_ref(), options).with_watchdog(Watchdog::from_env());
-    service::notify_ready(&format!("running: {}", settings.source));
+    let mut live = LiveLoop::new(&analyzer, tracker, sink.as_ref(), options)
+        .with_service(Watchdog::from_env(), settings.source.to_string());
+    service::notify_ready(&format!("started: {}", settings.source));
     let mut summary = live.run(&capture, stop, &mut outputs);
     service::notify_stopping();
     capture.stop(SHUTDOWN_GRACE);
@@ -110,11 +129,10 @@ pub fn run_device_with_source(
     Ok(summary)
 }
 
-/// The configured LEDs on the Pi's GPIO. Emotion names must be the model's classes
-/// (an error before start); LEDs that cannot be claimed leave the device running
-/// without them, since the log and display still work.
-fn open_leds(settings: &LedSettings, class_names: &[String]) -> anyhow::Result<Option<Leds>> {
-    let layout = match settings {
+/// The LED wiring with emotions as the model's class indices; a name that is not one of
+/// `class_names` is an error before start.
+fn led_layout(settings: &LedSettings, class_names: &[String]) -> anyhow::Result<Option<LedLayout>> {
+    Ok(Some(match settings {
         LedSettings::None => return Ok(None),
         LedSettings::Rgb { pins, common_anode } => LedLayout::Rgb { pins: *pins, common_anode: *common_anode },
         LedSettings::PerEmotion(pins) => {
@@ -127,12 +145,17 @@ fn open_leds(settings: &LedSettings, class_names: &[String]) -> anyhow::Result<O
             }
             LedLayout::PerEmotion(by_class)
         }
-    };
+    }))
+}
+
+/// The LEDs on the Pi's GPIO; LEDs that cannot be claimed leave the device running
+/// without them, since the log and display still work.
+fn open_leds(layout: LedLayout) -> Option<Leds> {
     match RppalPins::open(&layout.pins()).and_then(|pins| Leds::new(layout, Box::new(pins))) {
-        Ok(leds) => Ok(Some(leds)),
+        Ok(leds) => Some(leds),
         Err(err) => {
             log::error!("leds: {err}; running without them");
-            Ok(None)
+            None
         }
     }
 }

@@ -17,12 +17,15 @@ use crate::capture::thread::{Capture, CaptureCounts, CapturedFrame, Taken};
 use crate::output::display::DisplayCounts;
 use crate::output::emotion_log::{DeviceStatus, EmotionLog, FaceEvent, StatusCounters};
 use crate::output::line_sink::{LineSink, SinkCounts};
-use crate::service::Watchdog;
+use crate::service::{self, Watchdog};
 use crate::track::{Detections, Observation, Track, TrackEvent, Tracker};
 use stats::{FrameRate, StageSummary, StageTimes};
 
 /// How often the loop looks up from an empty slot to report status or notice a stop.
 const POLL: Duration = Duration::from_millis(200);
+/// An open source that sends no frame for this long is reported as `stream stalled`: a
+/// camera at 1 FPS still sends several frames in this time.
+pub const STALL_AFTER: Duration = Duration::from_secs(5);
 
 /// Loop settings that are not the models', the tracker's or the outputs'.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,7 +78,10 @@ pub struct LiveLoop<'a> {
     frame_size: (u32, u32),
     status: Option<DeviceStatus>,
     last_heartbeat: Instant,
+    last_frame: Instant,
     watchdog: Option<Watchdog>,
+    /// The source's name for systemd's status text, when running as a service.
+    service_source: Option<String>,
 }
 
 impl<'a> LiveLoop<'a> {
@@ -95,13 +101,18 @@ impl<'a> LiveLoop<'a> {
             frame_size: (0, 0),
             status: None,
             last_heartbeat: Instant::now(),
+            last_frame: Instant::now(),
             watchdog: None,
+            service_source: None,
         }
     }
 
-    /// Pings `watchdog` from the loop while frames are processed (systemd).
-    pub fn with_watchdog(mut self, watchdog: Option<Watchdog>) -> Self {
+    /// Tells systemd how the loop is doing: pings `watchdog` while frames are processed,
+    /// and sets the service's status text (`systemctl status`) to the log's status and
+    /// the name of `source` whenever the status changes.
+    pub fn with_service(mut self, watchdog: Option<Watchdog>, source: String) -> Self {
         self.watchdog = watchdog;
+        self.service_source = Some(source);
         self
     }
 
@@ -110,9 +121,15 @@ impl<'a> LiveLoop<'a> {
     pub fn run(&mut self, capture: &Capture, stop: &AtomicBool, on_frame: &mut dyn FnMut(&FrameReport)) -> LoopSummary {
         let started = Instant::now();
         self.last_heartbeat = started;
+        self.last_frame = started;
         while !stop.load(Ordering::Relaxed) && self.options.max_frames.is_none_or(|max| self.frames < max) {
+            if self.log.as_ref().is_some_and(|(sink, _)| sink.reader_gone()) {
+                log::info!("the log's reader is gone; stopping");
+                break;
+            }
             match capture.take(POLL) {
                 Taken::Frame(frame) => {
+                    self.last_frame = Instant::now();
                     let detected = self.process(&frame);
                     on_frame(&FrameReport {
                         frame: &frame,
@@ -151,7 +168,7 @@ impl<'a> LiveLoop<'a> {
         let started = Instant::now();
         self.stages.capture.record(captured.read_time);
         self.frame_size = (captured.frame.width(), captured.frame.height());
-        let due = self.frames % u64::from(self.options.detect_every) == 0;
+        let due = self.frames.is_multiple_of(u64::from(self.options.detect_every));
         self.frames += 1;
         let observations = if due { self.observe(captured) } else { None };
         // Only a frame with detections can lose a track, and a lost track's last state is
@@ -245,6 +262,8 @@ impl<'a> LiveLoop<'a> {
             DeviceStatus::Stopped
         } else if !capture.connected && capture.failures > 0 {
             DeviceStatus::NoCamera
+        } else if capture.connected && self.last_frame.elapsed() >= STALL_AFTER {
+            DeviceStatus::Stalled
         } else if self.tracker.tracks().is_empty() {
             DeviceStatus::NoFace
         } else {
@@ -253,6 +272,11 @@ impl<'a> LiveLoop<'a> {
         let heartbeat_due = self.options.heartbeat.is_some_and(|every| self.last_heartbeat.elapsed() >= every);
         if self.status == Some(status) && !heartbeat_due {
             return;
+        }
+        if self.status != Some(status) {
+            if let Some(source) = &self.service_source {
+                service::notify_status(&format!("{}: {source}", status.as_str()));
+            }
         }
         self.status = Some(status);
         let Some((sink, log)) = &self.log else { return };

@@ -7,7 +7,7 @@
 //!   `emotion` (class name), `confidence` (smoothed probability of `emotion`), `probs`
 //!   (class name → smoothed probability), `box` (`[x, y, w, h]` in frame pixels), `frame`
 //!   (`[width, height]`); `change` adds `from` (the previous emotion).
-//! - `status` (the device): `status` (`running`, `no face`, `no camera`, `stopped`),
+//! - `status` (the device): `status` (`running`, `no face`, `no camera`, `stream stalled`, `stopped`),
 //!   `faces`, `fps`, and counters since start: `frames` processed, `dropped` camera frames
 //!   the loop had no time for, `corrupt` frames skipped, `camera_failures`, `log_dropped`
 //!   lines this log could not take.
@@ -37,14 +37,34 @@ pub enum FaceEvent {
 /// The device's state as reported in `status` lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum DeviceStatus {
+    /// Frames flow and at least one face is tracked.
     #[serde(rename = "running")]
     Running,
+    /// Frames flow without a face.
     #[serde(rename = "no face")]
     NoFace,
+    /// The source cannot be opened (unplugged, missing); it is retried with backoff.
     #[serde(rename = "no camera")]
     NoCamera,
+    /// The source is open but has sent no frame for a while (a stalled stream or camera).
+    #[serde(rename = "stream stalled")]
+    Stalled,
+    /// The run ended.
     #[serde(rename = "stopped")]
     Stopped,
+}
+
+impl DeviceStatus {
+    /// The status as the log writes it, e.g. `no camera`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::NoFace => "no face",
+            Self::NoCamera => "no camera",
+            Self::Stalled => "stream stalled",
+            Self::Stopped => "stopped",
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -182,6 +202,14 @@ mod tests {
         assert_eq!(value["frame"], serde_json::json!([640, 480]));
         let plain = log.face_line(FaceEvent::New, &tracker.tracks()[0], None, (640, 480), time);
         assert!(!plain.contains("\"from\""), "{plain}");
+    }
+
+    #[test]
+    fn status_names_are_the_ones_the_log_writes() {
+        use DeviceStatus::*;
+        for status in [Running, NoFace, NoCamera, Stalled, Stopped] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
     }
 
     #[test]

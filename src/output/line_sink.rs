@@ -5,11 +5,17 @@
 //! target fails (serial adapter unplugged, pty closed, disk full) the line being written
 //! is kept and retried after reopening, so a line once accepted is not lost. Delivery is
 //! at least once: a line whose flush failed may have reached the other end already, and
-//! then arrives twice. While the
-//! target is gone the queue fills and further lines are refused and counted instead of
-//! stalling the camera loop.
+//! then arrives twice. While the target is gone the queue fills and further lines are
+//! refused and counted instead of stalling the camera loop.
+//!
+//! Nothing is lost silently: lines refused with the queue full are `dropped`, lines
+//! accepted but still unwritten when the sink closes are `undelivered`. Standard output
+//! whose reader went away (`emotion-pi run --serial stdout | head`) cannot come back, so
+//! the sink ends there and says so ([`SinkCounts::reader_gone`]) instead of retrying
+//! forever; a serial port that hangs up (which serialport also reports as a broken pipe)
+//! is retried like any other failure.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -20,6 +26,37 @@ use crate::worker::{Backoff, Counter, Retry, WorkerThread};
 /// Opens (or reopens) the target; called on the writer thread.
 pub type WriterOpener = Box<dyn FnMut() -> std::io::Result<Box<dyn Write + Send>> + Send>;
 
+/// A target that cannot be opened again once its reader leaves (an inherited standard
+/// output): a broken pipe from it ends the sink.
+pub struct EndsWithItsReader<W>(pub W);
+
+/// The error an [`EndsWithItsReader`] target answers once its reader is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("the reader closed the pipe")]
+struct ReaderGone;
+
+impl<W: Write> Write for EndsWithItsReader<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(reader_gone)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(reader_gone)
+    }
+}
+
+fn reader_gone(err: std::io::Error) -> std::io::Error {
+    if err.kind() == ErrorKind::BrokenPipe {
+        std::io::Error::new(ErrorKind::BrokenPipe, ReaderGone)
+    } else {
+        err
+    }
+}
+
+fn is_reader_gone(err: &std::io::Error) -> bool {
+    err.get_ref().is_some_and(|inner| inner.is::<ReaderGone>())
+}
+
 /// Counters of a [`LineSink`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct SinkCounts {
@@ -29,15 +66,30 @@ pub struct SinkCounts {
     pub dropped: u64,
     /// Failed opens and writes.
     pub failures: u64,
+    /// Lines accepted into the queue but not written when the sink closed: the target
+    /// was gone, or its reader went away.
+    pub undelivered: u64,
+    /// The target was a pipe whose reader closed it: the sink stopped writing.
+    pub reader_gone: bool,
+}
+
+impl SinkCounts {
+    /// Lines the target never got: dropped with the queue full, or still queued at the end.
+    pub fn lost(&self) -> u64 {
+        self.dropped + self.undelivered
+    }
 }
 
 #[derive(Default)]
 struct Counters {
+    accepted: Counter,
     written: Counter,
     dropped: Counter,
     failures: Counter,
     /// Set by `close`: the writer stops waiting for a failed target to come back.
     closing: AtomicBool,
+    /// Set by the writer when the reader of its pipe is gone.
+    reader_gone: AtomicBool,
 }
 
 /// The sending side; dropping it (or [`LineSink::close`]) lets the writer finish the queue.
@@ -58,11 +110,18 @@ impl LineSink {
         Ok(Self { name: name.to_owned(), sender: Some(sender), counters, thread: Some(thread) })
     }
 
-    /// Queues `line` (without its newline); false when the queue was full and it was dropped.
+    /// Queues `line` (without its newline); false when it was not taken: the queue was
+    /// full (the line is counted as dropped) or the reader is gone.
     pub fn send(&self, line: String) -> bool {
         let Some(sender) = &self.sender else { return false };
+        if self.reader_gone() {
+            return false;
+        }
         match sender.try_send(line) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.counters.accepted.add();
+                true
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.counters.dropped.add_and_warn(|n| format!("{}: queue full, {n} lines dropped so far", self.name));
                 false
@@ -70,12 +129,20 @@ impl LineSink {
         }
     }
 
-    /// The counters so far.
+    /// Whether the target was a pipe whose reader went away: nothing more can be written.
+    pub fn reader_gone(&self) -> bool {
+        self.counters.reader_gone.load(Ordering::Relaxed)
+    }
+
+    /// The counters so far; `undelivered` counts the lines waiting in the queue.
     pub fn counts(&self) -> SinkCounts {
+        let written = self.counters.written.get();
         SinkCounts {
-            written: self.counters.written.get(),
+            written,
             dropped: self.counters.dropped.get(),
             failures: self.counters.failures.get(),
+            undelivered: self.counters.accepted.get().saturating_sub(written),
+            reader_gone: self.reader_gone(),
         }
     }
 
@@ -111,6 +178,11 @@ impl Writer {
                         self.counters.written.add();
                         retry.reset();
                         break;
+                    }
+                    Err(err) if is_reader_gone(&err) => {
+                        log::info!("{}: the reader closed the pipe; no more lines", self.name);
+                        self.counters.reader_gone.store(true, Ordering::Relaxed);
+                        return;
                     }
                     Err(err) => {
                         target = None;
@@ -163,7 +235,8 @@ mod tests {
     impl Write for Shared {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             if self.broken.load(Ordering::Relaxed) {
-                return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "port gone"));
+                // An unplugged adapter or a closed pty answers EIO.
+                return Err(std::io::Error::from_raw_os_error(5));
             }
             self.written.lock().unwrap().extend_from_slice(buf);
             Ok(buf.len())
@@ -219,6 +292,40 @@ mod tests {
         expected.push("after recovery".into());
         assert_eq!(lines(&shared), expected);
         assert!(counts.failures > 0 && opens.load(Ordering::Relaxed) > 1, "{counts:?}");
+    }
+
+    #[test]
+    fn lines_still_queued_when_the_sink_closes_are_counted_undelivered() {
+        let opener: WriterOpener = Box::new(|| Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no port")));
+        let sink = LineSink::start("dead", opener, 4, FAST).unwrap();
+        let taken = (0..3).filter(|i| sink.send(format!("line {i}"))).count() as u64;
+        let counts = sink.close(Duration::from_secs(2));
+        // All three fit in the queue of four; none could be written.
+        assert_eq!(taken, 3);
+        assert_eq!((counts.written, counts.dropped, counts.undelivered), (0, 0, 3), "{counts:?}");
+        assert_eq!(counts.lost(), 3);
+    }
+
+    #[test]
+    fn a_pipe_whose_reader_left_ends_the_sink_instead_of_retrying() {
+        let (reader, writer) = std::io::pipe().unwrap();
+        let mut writer = Some(writer);
+        let opener: WriterOpener = Box::new(move || {
+            writer.take().map(|w| Box::new(EndsWithItsReader(w)) as _).ok_or_else(|| std::io::Error::other("reopened"))
+        });
+        let sink = LineSink::start("pipe", opener, 16, FAST).unwrap();
+        drop(reader);
+        assert!(sink.send("first".into()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !sink.reader_gone() {
+            assert!(Instant::now() < deadline, "the writer kept retrying: {:?}", sink.counts());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(!sink.send("second".into()), "a line was taken for a reader that is gone");
+        let counts = sink.close(Duration::from_secs(2));
+        assert!(counts.reader_gone);
+        // The pipe was opened once and never reopened; the first line never arrived.
+        assert_eq!((counts.written, counts.undelivered, counts.failures, counts.dropped), (0, 1, 0, 0), "{counts:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::config::SerialTarget;
-use crate::output::line_sink::WriterOpener;
+use crate::output::line_sink::{EndsWithItsReader, WriterOpener};
 
 /// A write that takes longer than this fails, so a port nobody drains is retried later
 /// instead of holding the writer forever.
@@ -15,7 +15,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 pub fn writer_opener(target: &SerialTarget, baud: u32) -> Option<WriterOpener> {
     match target.clone() {
         SerialTarget::None => None,
-        SerialTarget::Stdout => Some(Box::new(|| Ok(Box::new(std::io::stdout()) as Box<dyn Write + Send>))),
+        SerialTarget::Stdout => {
+            Some(Box::new(|| Ok(Box::new(EndsWithItsReader(std::io::stdout())) as Box<dyn Write + Send>)))
+        }
         SerialTarget::Port(path) => Some(Box::new(move || {
             let port = serialport::new(path.to_string_lossy(), baud)
                 .data_bits(serialport::DataBits::Eight)
