@@ -85,7 +85,9 @@ pub fn raw_frame_size(format: PixelFormat, width: u32, height: u32) -> Option<us
     let pixels = usize::try_from(u64::from(width) * u64::from(height)).ok()?;
     match format {
         PixelFormat::Yuyv if width.is_multiple_of(2) => pixels.checked_mul(2),
-        PixelFormat::Nv12 | PixelFormat::I420 if width.is_multiple_of(2) && height.is_multiple_of(2) => Some(pixels + pixels / 2),
+        PixelFormat::Nv12 | PixelFormat::I420 if width.is_multiple_of(2) && height.is_multiple_of(2) => {
+            Some(pixels + pixels / 2)
+        }
         PixelFormat::Grey => Some(pixels),
         _ => None,
     }
