@@ -125,15 +125,24 @@ base_initramfs() {
   mv "$out.new" "$out"
 }
 
+# The frame feeder for vivid's video loop (tools/board/vivid_feed.c), static for busybox's world.
+feeder() {
+  if [ -f "$CACHE/vivid_feed" ] && [ "$CACHE/vivid_feed" -nt "$HERE/vivid_feed.c" ]; then return; fi
+  aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra -o "$CACHE/vivid_feed" "$HERE/vivid_feed.c"
+}
+
 # The arm64 firmware, its models, a face picture and the board's config file.
 app_initramfs() {
   local out="$CACHE/app.cpio.gz"
   if [ -f "$out" ] && [ "$out" -nt "$FIRMWARE" ] && [ "$out" -nt "$HERE/board.toml" ] \
-    && [ "$out" -nt "$HERE/guest.sh" ]; then return; fi
+    && [ "$out" -nt "$HERE/guest.sh" ] && [ "$out" -nt "$CACHE/vivid_feed" ]; then return; fi
   local tmp
   tmp=$(mktemp -d)
   mkdir -p "$tmp/usr/bin" "$tmp/usr/share/emotion-pi" "$tmp/etc/emotion-pi" "$tmp/board"
   cp "$FIRMWARE" "$tmp/usr/bin/emotion-pi"
+  cp "$CACHE/vivid_feed" "$tmp/usr/bin/vivid_feed"
+  # The smiling astronaut as one 640x480 YUYV camera frame, for the video loop.
+  python3 "$HERE/board.py" frame "$ROOT/tests/fixtures/astronaut.png" "$tmp/board/astronaut.yuyv"
   cp -r "$ROOT/models" "$tmp/usr/share/emotion-pi/models"
   cp "$HERE/board.toml" "$tmp/etc/emotion-pi/config.toml"
   cp "$HERE/guest.sh" "$tmp/board/guest.sh"
@@ -141,7 +150,6 @@ app_initramfs() {
   (cd "$tmp" && find . | cpio -o -H newc --quiet | gzip -1) >"$out.new"
   rm -rf "$tmp"
   mv "$out.new" "$out"
-  cat "$CACHE/base.cpio.gz" "$out" >"$CACHE/initrd.img"
 }
 
 firmware() {
@@ -157,8 +165,9 @@ prepare() {
   device_tree
   base_initramfs
   firmware
+  feeder
   app_initramfs
-  [ -f "$CACHE/initrd.img" ] || cat "$CACHE/base.cpio.gz" "$CACHE/app.cpio.gz" >"$CACHE/initrd.img"
+  cat "$CACHE/base.cpio.gz" "$CACHE/app.cpio.gz" >"$CACHE/initrd.img"
 }
 
 [ "${BOARD_SOURCED:-}" = 1 ] && return 0
