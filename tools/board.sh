@@ -8,7 +8,7 @@
 #   tools/board.sh demo    run the firmware on the board; show the log and the decoded panel
 #
 # Everything comes from Debian packages (apt); downloads and built pieces are cached in
-# target/board/, so a second run starts at once. See tools/board/README.md.
+# target/board/, so a second run starts at once. README: "Try it without a Pi".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -139,7 +139,7 @@ app_initramfs() {
   local tmp
   tmp=$(mktemp -d)
   mkdir -p "$tmp/usr/bin" "$tmp/usr/share/emotion-pi" "$tmp/etc/emotion-pi" "$tmp/board"
-  cp "$FIRMWARE" "$tmp/usr/bin/emotion-pi"
+  aarch64-linux-gnu-strip -o "$tmp/usr/bin/emotion-pi" "$FIRMWARE"
   cp "$CACHE/vivid_feed" "$tmp/usr/bin/vivid_feed"
   # The smiling astronaut as one 640x480 YUYV camera frame, for the video loop.
   python3 "$HERE/board.py" frame "$ROOT/tests/fixtures/astronaut.png" "$tmp/board/astronaut.yuyv"
@@ -176,7 +176,7 @@ shift || true
 case "$command" in
   test | demo)
     prepare
-    exec python3 "$HERE/board.py" "$command" --cache "$CACHE" "$@"
+    exec python3 "$HERE/board.py" "$command" "$@" --cache "$CACHE"
     ;;
   shell)
     prepare

@@ -218,12 +218,18 @@ def check_doctor(cache: Path, notes: list[str]):
         raise CheckFailed(f"doctor does not list {', '.join(missing)}")
     if problems or rc != 0:
         raise CheckFailed(f"doctor exited {rc}: {'; '.join(problems)[:200]}")
+    DOCTOR_CAMERA_LINE[:] = [camera]
     notes.append(camera.split("]", 1)[-1].strip())
+
+
+# The doctor check's camera line, kept for the camera check: each firmware start loads the
+# models, which takes over a minute under emulation.
+DOCTOR_CAMERA_LINE: list[str] = []
 
 
 def vivid_formats(board: Board) -> list[str]:
     """The capture formats vivid offers on /dev/video0, from the firmware's doctor."""
-    output = board.must("emotion-pi doctor 2>&1 | grep 'camera /dev/video0'", 240)
+    output = DOCTOR_CAMERA_LINE or board.must("emotion-pi doctor 2>&1 | grep 'camera /dev/video0'", 240)
     found = re.search(r"offers ([A-Z0-9 ,]+);", " ".join(output))
     if not found:
         raise CheckFailed(f"doctor lists no formats: {output}")
@@ -471,7 +477,51 @@ def main() -> int:
 
 
 def demo(cache: Path) -> int:
-    raise SystemExit("not yet")
+    """The firmware on the board with the smiling astronaut looped into the camera, the
+    log on the UART and the screen on the SPI panel; shows both as the host reads them."""
+    print("booting the board (Debian arm64 kernel under qemu-system-aarch64)...", flush=True)
+    board = Board(cache, "demo", trace=True)
+    try:
+        print(f"kernel {board.kernel}; looping a face into vivid's camera", flush=True)
+        board.must("rmmod vivid && modprobe vivid n_devs=1 node_types=0x101 num_inputs=1 input_types=0x3 "
+                   "num_outputs=1 output_types=0x1", 30)
+        board.must("vivid_feed /dev/video1 /dev/video0 YUYV 640 480 /board/astronaut.yuyv 0 > /tmp/feed.out 2>&1 &"
+                   " wait_for 100 grep -q looped /tmp/feed.out", 30)
+        board.must("sed 's/^fps = .*/fps = 5\\nformat = \"yuyv\"/' /etc/emotion-pi/config.toml > /tmp/demo.toml", 10)
+        print("$ emotion-pi run --config demo.toml --display st7789 --max-frames 3   (on the board; slow: "
+              "everything is emulated, the panel's SPI bus is bit-banged)", flush=True)
+        output = board.must("timeout 900 emotion-pi -v run --config /tmp/demo.toml --display st7789 "
+                            "--detect-every 1 --max-frames 3 2>&1", 920)
+        for line in output:
+            print(f"  board| {line}")
+        time.sleep(0.5)
+        print("emotion log, read on the host from the board's UART (PL011):")
+        for line in board.uart_lines():
+            print(f"  uart| {line}")
+    finally:
+        board.close()
+    assert board.trace
+    decoded = panel.decode_trace(board.trace)
+    screen = panel.replay_st7789(decoded.transfers).visible(240, 240)
+    out = board.run_dir / "panel.png"
+    panel.write_png(out, 240, 240, screen.to_rgb888())
+    print(f"the panel, decoded from {decoded.events} pin changes ({decoded.bytes} SPI bytes): {out}")
+    print(terminal_picture(screen))
+    return 0
+
+
+def terminal_picture(picture: "panel.Picture", step: int = 4) -> str:
+    """The picture in 24-bit colour half blocks, one character per step x 2*step pixels."""
+    rgb = picture.to_rgb888()
+    lines = []
+    for y in range(0, picture.height - step, 2 * step):
+        cells = []
+        for x in range(0, picture.width, step):
+            top = 3 * (y * picture.width + x)
+            bottom = 3 * ((y + step) * picture.width + x)
+            cells.append("\x1b[38;2;{};{};{}m\x1b[48;2;{};{};{}m\u2580".format(*rgb[top:top + 3], *rgb[bottom:bottom + 3]))
+        lines.append("".join(cells) + "\x1b[0m")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
