@@ -27,6 +27,9 @@ wait_for() {
   done
 }
 
+# Plain log lines for the host to match.
+export RUST_LOG_STYLE=never
+
 if [ "$1" = serve ]; then
   stty -echo -onlcr 2>/dev/null
   echo "@@ready $(uname -r)"
