@@ -219,7 +219,13 @@ def check_doctor(cache: Path, notes: list[str]):
     if problems or rc != 0:
         raise CheckFailed(f"doctor exited {rc}: {'; '.join(problems)[:200]}")
     DOCTOR_CAMERA_LINE[:] = [camera]
-    notes.append(camera.split("]", 1)[-1].strip())
+    offered = re.search(r"offers ([^;]*); would use (\S+)", camera)
+    if offered:
+        names = [f.strip() for f in offered.group(1).split(",")]
+        readable = [f for f in names if f in FIRMWARE_FORMATS]
+        notes.append(f"vivid's /dev/video0 offers {len(names)} formats, {len(readable)} the firmware reads "
+                     f"({', '.join(readable)}); it would use {offered.group(2)}")
+    notes.append("listed with no problem: /dev/spidev0.0, /dev/gpiochip0, /dev/ttyAMA0, the models")
 
 
 # The doctor check's camera line, kept for the camera check: each firmware start loads the
@@ -230,7 +236,7 @@ DOCTOR_CAMERA_LINE: list[str] = []
 def vivid_formats(board: Board) -> list[str]:
     """The capture formats vivid offers on /dev/video0, from the firmware's doctor."""
     output = DOCTOR_CAMERA_LINE or board.must("emotion-pi doctor 2>&1 | grep 'camera /dev/video0'", 240)
-    found = re.search(r"offers ([A-Z0-9 ,]+);", " ".join(output))
+    found = re.search(r"offers ([^;]*);", " ".join(output))
     if not found:
         raise CheckFailed(f"doctor lists no formats: {output}")
     return [f.strip() for f in found.group(1).split(",")]
