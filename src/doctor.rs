@@ -255,7 +255,29 @@ fn missing_configured_device(key: &str, device: &Path, what: &str, fix: &str) ->
 fn camera_formats(device: &Path) -> std::io::Result<Vec<(String, Option<PixelFormat>)>> {
     use v4l::video::Capture;
     let dev = v4l::Device::with_path(device)?;
-    Ok(dev.enum_formats()?.iter().map(|d| (d.fourcc.to_string(), PixelFormat::from_fourcc(&d.fourcc.repr))).collect())
+    Ok(dev
+        .enum_formats()?
+        .iter()
+        .map(|d| (fourcc_name(d.fourcc.repr), PixelFormat::from_fourcc(&d.fourcc.repr)))
+        .collect())
+}
+
+/// A pixel format code as text: its characters without the padding spaces (`Y10 ` is
+/// `Y10`), `-BE` for the big-endian variants (the high bit of the last byte), and hex when
+/// not printable. The `v4l` crate's own text is empty for the big-endian codes, which left
+/// blanks in the list of a camera offering them (vivid does).
+fn fourcc_name(repr: [u8; 4]) -> String {
+    let mut code = repr;
+    code[3] &= 0x7f;
+    if !code.iter().all(|byte| byte.is_ascii_graphic() || *byte == b' ') {
+        return format!("0x{:08x}", u32::from_le_bytes(repr));
+    }
+    let name = String::from_utf8_lossy(&code).trim_end().to_owned();
+    if repr[3] & 0x80 != 0 {
+        format!("{name}-BE")
+    } else {
+        name
+    }
 }
 
 fn check_nodes(host: &Host, prefix: &str, what: &str, enable: &str, groups: &[Group]) -> Vec<Finding> {
@@ -449,6 +471,15 @@ mod tests {
                 Group { name: "spi".into(), gid: 999, members: vec![] },
             ]
         );
+    }
+
+    #[test]
+    fn format_codes_read_without_padding_and_name_big_endian_variants() {
+        assert_eq!(fourcc_name(*b"YUYV"), "YUYV");
+        assert_eq!(fourcc_name(*b"Y10 "), "Y10");
+        // V4L2_PIX_FMT_Y16_BE: 'Y' '1' '6' ' ' with bit 31 set.
+        assert_eq!(fourcc_name([b'Y', b'1', b'6', b' ' | 0x80]), "Y16-BE");
+        assert_eq!(fourcc_name([0, 1, 2, 3]), "0x03020100");
     }
 
     #[test]

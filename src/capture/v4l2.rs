@@ -83,10 +83,8 @@ impl V4l2Source {
             source_name: name.clone(),
             reason: "offers none of YUYV, MJPEG, GREY, NV12, YU12".to_owned(),
         })?;
-        let mut wanted = dev.format().map_err(|err| lost("cannot read format", err))?;
-        wanted.width = width;
-        wanted.height = height;
-        wanted.fourcc = FourCC::new(&format.fourcc());
+        let current = dev.format().map_err(|err| lost("cannot read format", err))?;
+        let wanted = requested_format(current, format, width, height);
         let actual = dev.set_format(&wanted).map_err(|err| lost("cannot set format", err))?;
         let format = PixelFormat::from_fourcc(&actual.fourcc.repr).ok_or_else(|| CaptureError::Lost {
             source_name: name.clone(),
@@ -110,6 +108,15 @@ impl V4l2Source {
         let source = Self { name, stream, format, width: actual.width, height: actual.height, range };
         Ok((source, negotiated))
     }
+}
+
+/// The format to ask the driver for, starting from the device's `current` one.
+///
+/// The row and image sizes are cleared so the driver computes them for the new format and
+/// size: the current ones belong to the previous format (a YUYV stride of 1280 bytes left in
+/// a YU12 request asks for padded rows, which drivers such as vivid grant).
+fn requested_format(current: v4l::Format, format: PixelFormat, width: u32, height: u32) -> v4l::Format {
+    v4l::Format { width, height, fourcc: FourCC::new(&format.fourcc()), stride: 0, size: 0, ..current }
 }
 
 /// Rows must be tightly packed for the converters; a padded stride is refused up front.
@@ -177,6 +184,19 @@ mod tests {
         assert_eq!(choose_format(&[Grey], None), Some(Grey));
         assert_eq!(choose_format(&[], None), None);
         assert_eq!(choose_format(&[Yuyv], Some(Mjpeg)), Some(Mjpeg));
+    }
+
+    #[test]
+    fn a_new_format_leaves_row_and_image_sizes_to_the_driver() {
+        // What a driver reports after a YUYV session at 640x480.
+        let mut previous = v4l::Format::new(640, 480, FourCC::new(b"YUYV"));
+        previous.stride = 1280;
+        previous.size = 614_400;
+        previous.quantization = Quantization::FullRange;
+        let wanted = requested_format(previous, PixelFormat::I420, 320, 240);
+        assert_eq!((wanted.width, wanted.height, wanted.fourcc), (320, 240, FourCC::new(b"YU12")));
+        assert_eq!((wanted.stride, wanted.size), (0, 0));
+        assert!(matches!(wanted.quantization, Quantization::FullRange));
     }
 
     #[test]
