@@ -382,7 +382,7 @@ def summary(tract: dict, ort: dict | None) -> list[dict]:
         ("classifier per face", stage("classify (per face)"), ort and ort["emotion"]["run"]),
         (FRAME, stage(FRAME), ort and total([ort["detector"]["run"], ort["emotion"]["run"]])),
     ]
-    return [{"stage": name, "tract": t, "onnxruntime": o} for name, t, o in rows]
+    return [{"stage": name, "tract": dict(t), "onnxruntime": o and dict(o)} for name, t, o in rows]
 
 
 def estimate_ms(insns: int, board: Board, ipc: float) -> float:
