@@ -484,7 +484,7 @@ def check(results: dict, baseline_path: Path) -> int:
         print(
             f"FAIL: the frame takes {frame:,} instructions, {(frame / baseline['frame_insns'] - 1) * 100:+.2f}% over the "
             f"baseline's {baseline['frame_insns']:,} (allowed +{ALLOWED_GROWTH:.0%}). If the growth is wanted, rewrite "
-            f"the baseline in the same change: tools/arm_cost.sh --write-baseline {baseline_path.relative_to(REPO)}"
+            f"the baseline in the same change: tools/arm_cost.sh --write-baseline {baseline_path}"
         )
         return 1
     print(f"OK: the frame takes {frame:,} instructions ({(frame / baseline['frame_insns'] - 1) * 100:+.2f}% against the "
