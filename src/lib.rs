@@ -19,6 +19,7 @@ pub mod config;
 pub mod detect;
 pub mod doctor;
 pub mod frame;
+pub mod fs_safety;
 pub mod geometry;
 pub mod kernel_choice;
 pub mod kernels;

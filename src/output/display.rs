@@ -175,7 +175,12 @@ struct PngSink {
 impl ScreenSink for PngSink {
     fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<Shown, String> {
         let path = self.dir.join(format!("screen_{index:06}.png"));
-        screen.to_rgb_image().save(&path).map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+        // Through a temporary file: a full disk leaves no empty or partial screens.
+        let image = screen.to_rgb_image();
+        crate::fs_safety::write_atomically(&path, |file| {
+            image.write_to(file, image::ImageFormat::Png).map_err(std::io::Error::other)
+        })
+        .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         Ok(Shown::Drawn)
     }
 }
