@@ -306,3 +306,23 @@ fn check_config_refuses_raw_frame_sizes_the_format_cannot_have_or_memory_cannot_
     let fine = finish_within(emotion_pi(&["run", "--source", "stdin:yuv420:640x480", "--check-config"]), LIMIT);
     assert!(fine.status.success(), "{}", text(&fine.stderr));
 }
+
+#[test]
+fn eval_rejects_a_truncated_jpeg_in_the_image_folder_layout_like_classify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let happy = dir.path().join("test/happy");
+    std::fs::create_dir_all(&happy).expect("mkdir");
+    let mut jpeg = std::fs::read(fixture("grace_hopper.jpg")).expect("fixture");
+    jpeg.truncate(jpeg.len() / 2);
+    let cut = happy.join("cut.jpg");
+    std::fs::write(&cut, &jpeg).expect("write");
+    let classify = finish_within(emotion_pi(&["classify", "--json", s(&cut)]), LIMIT);
+    assert_eq!(classify.status.code(), Some(1), "classify accepted it: {}", text(&classify.stdout));
+    let output = finish_within(emotion_pi(&["eval", s(dir.path())]), LIMIT);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stdout));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{}: unreadable image", cut.display())) && stderr.contains("truncated"),
+        "{stderr}"
+    );
+}
