@@ -354,7 +354,7 @@ mod tests {
                     }
                 }
             }
-            let walk = walk_inputs(&[root.clone()]);
+            let walk = walk_inputs(std::slice::from_ref(&root));
             let files: Vec<&InputFile> = walk.entries.iter().filter_map(|e| e.as_ref().ok()).collect();
             // Every real folder is walked once, so every real image is listed exactly once.
             assert_eq!(files.len(), images, "seed {seed}: {:?}", walk.entries);

@@ -145,7 +145,7 @@ mod tests {
             assert_eq!(outputs[&b.join("x.jpg")], out.join("b/x.jpg"), "{args:?}");
         }
         // One folder is mirrored as it is.
-        assert_eq!(plan(&out, &[a.clone()]).expect("no clash")[&a.join("x.jpg")], out.join("x.jpg"));
+        assert_eq!(plan(&out, std::slice::from_ref(&a)).expect("no clash")[&a.join("x.jpg")], out.join("x.jpg"));
     }
 
     #[test]
@@ -153,13 +153,13 @@ mod tests {
         let dir = two_folders_with_the_same_name();
         let a = dir.path().join("a");
         for out in [a.clone(), a.join("annotated"), a.join("deeper/still")] {
-            let clash = plan(&out, &[a.clone()]).expect_err("inside");
+            let clash = plan(&out, std::slice::from_ref(&a)).expect_err("inside");
             assert!(matches!(&clash, OutputClash::InsideInputFolder { folder, .. } if *folder == a), "{clash}");
             assert!(clash.to_string().contains(&a.display().to_string()), "{clash}");
         }
         // Through a link to an input folder, too.
         symlink(&a, dir.path().join("link")).expect("link");
-        assert!(plan(&dir.path().join("link/out"), &[a.clone()]).is_err());
+        assert!(plan(&dir.path().join("link/out"), std::slice::from_ref(&a)).is_err());
         // Beside the inputs is fine.
         assert!(plan(&dir.path().join("out"), &[a]).is_ok());
     }
@@ -169,7 +169,7 @@ mod tests {
         let dir = two_folders_with_the_same_name();
         let input = dir.path().join("a/x.jpg");
         // A file argument is mirrored below its own folder: `--annotate a a/x.jpg` is itself.
-        let clash = plan(&dir.path().join("a"), &[input.clone()]).expect_err("over the input");
+        let clash = plan(&dir.path().join("a"), std::slice::from_ref(&input)).expect_err("over the input");
         assert_eq!(clash, OutputClash::OverwritesInput { input: input.clone(), overwritten: input });
     }
 
