@@ -98,11 +98,10 @@ fn limited_reader<R: std::io::BufRead + std::io::Seek>(source: R) -> Result<Imag
 /// Bytes a decoder writes per pixel here: 16-bit PNG samples are reduced to 8 bits while
 /// decoding (see [`decode_png`]); other formats as the decoder says.
 fn decoded_bytes_per_pixel(format: Option<ImageFormat>, color: image::ColorType) -> u64 {
-    let bytes = u64::from(color.bytes_per_pixel());
     if format == Some(ImageFormat::Png) {
         u64::from(color.channel_count())
     } else {
-        bytes
+        u64::from(color.bytes_per_pixel())
     }
 }
 
