@@ -37,7 +37,7 @@ impl ImageSource {
                 // The source itself unusable (missing, not a file or folder) stops the run;
                 // a bad entry inside the folder is reported and skipped.
                 Err(problem) if problem.path == path => return Err(lost(problem.to_string())),
-                Err(problem) => log::warn!("{name}: {problem}"),
+                Err(problem) => log::warn!("image source: {problem}"),
             }
         }
         if files.is_empty() {
