@@ -11,9 +11,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
 use crate::bench::{run_bench, BenchOptions};
-use crate::bulk::classify_files::{classify_paths, RowFormat};
+use crate::bulk::classify_files::{classify_paths, ClassifyPlan, RowFormat};
 use crate::bulk::eval::{evaluate, Evaluation};
 use crate::bulk::fer::{self, Usage};
+use crate::bulk::outputs::check_predictions_target;
 use crate::classify::{CropSettings, TractClassifier};
 use crate::config::{Config, ConfigError, DisplayKind, RunSettings, CROP_MARGIN_RANGE, MIN_SCORE_RANGE};
 use crate::detect::DetectorSettings;
@@ -277,13 +278,14 @@ fn progress_bar() -> indicatif::ProgressBar {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Classify(args) => {
+            // Before the models load: a refused output costs the user no wait.
+            let plan = ClassifyPlan::new(&args.paths, args.annotate.as_deref())?;
             let analyzer = Analyzer::load(&args.models.paths(), args.detect.settings())?;
             let format = if args.json { RowFormat::JsonLines } else { RowFormat::Csv };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let summary =
-                classify_paths(&analyzer, &args.paths, format, args.annotate.as_deref(), &mut out, &progress_bar())
-                    .context("writing results")?;
+                classify_paths(&analyzer, &plan, format, &mut out, &progress_bar()).context("writing results")?;
             log::info!(
                 "{} files: {} faces, {} without a face, {} failed",
                 summary.files,
@@ -296,22 +298,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "emotion-pi: {} of {} files could not be classified (see rows with status error)",
                     summary.failed, summary.files
                 );
+            }
+            if summary.annotate_failed > 0 {
+                eprintln!(
+                    "emotion-pi: {} annotated copies could not be written (their results are in the output)",
+                    summary.annotate_failed
+                );
+            }
+            if summary.failed > 0 || summary.annotate_failed > 0 {
                 return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => {
+            if let Some(path) = &args.predictions {
+                check_predictions_target(path, &args.path)?;
+            }
             let classifier = TractClassifier::load(&args.models.paths().classifier)?;
             let faces = fer::load(&args.path, args.usage)?;
             if faces.is_empty() {
                 anyhow::bail!("{}: no {:?} faces to evaluate", args.path.display(), args.usage);
             }
             let Evaluation { report, predictions } = evaluate(&classifier, &faces, &progress_bar())?;
+            // The report first: a predictions file that cannot be written must not lose it.
+            print_report(&report, args.json)?;
             if let Some(path) = &args.predictions {
                 write_predictions(path, &faces, &predictions, &classifier.metadata().class_names)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-            print_report(&report, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run_command(&args),
@@ -343,13 +357,15 @@ fn write_predictions(
     predicted: &[usize],
     names: &[String],
 ) -> anyhow::Result<()> {
-    let mut out = csv::Writer::from_path(path)?;
-    out.write_record(["row", "label", "predicted"])?;
-    for (row, (face, &class)) in faces.iter().zip(predicted).enumerate() {
-        let predicted_name = names.get(class).map_or("?", String::as_str);
-        out.write_record([row.to_string().as_str(), fer::FER_CLASSES[face.label], predicted_name])?;
-    }
-    out.flush()?;
+    crate::fs_safety::write_atomically(path, |file| {
+        let mut out = csv::Writer::from_writer(file);
+        out.write_record(["row", "label", "predicted"])?;
+        for (row, (face, &class)) in faces.iter().zip(predicted).enumerate() {
+            let predicted_name = names.get(class).map_or("?", String::as_str);
+            out.write_record([row.to_string().as_str(), fer::FER_CLASSES[face.label], predicted_name])?;
+        }
+        out.flush()
+    })?;
     Ok(())
 }
 

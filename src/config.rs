@@ -394,7 +394,12 @@ pub struct CaptureSettings {
 impl Config {
     /// Reads and parses `path` (no range checks yet: see [`Config::settings`]).
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.to_owned(), cause })?;
+        let text = crate::fs_safety::read_capped(path, crate::bulk::limits::MAX_CONFIG_BYTES, "config files")
+            .map_err(std::io::Error::from)
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
+            })
+            .map_err(|cause| ConfigError::Read { path: path.to_owned(), cause })?;
         Self::parse(&text, path)
     }
 

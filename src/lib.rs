@@ -35,6 +35,7 @@ pub mod doctor;
 
 // Shared pieces.
 pub mod frame;
+pub mod fs_safety;
 pub mod geometry;
 pub mod model;
 pub mod report;

@@ -4,8 +4,9 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::files::is_image;
-use crate::frame::luma_bt601;
+use super::classify_files::read_image;
+use super::files::collect_inputs;
+use super::limits::{MAX_CSV_BYTES, MAX_CSV_LINE_BYTES};
 
 /// FER2013's own label order; CSV labels are indices into it and folders are named by it.
 pub const FER_CLASSES: [&str; 7] = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
@@ -81,8 +82,42 @@ pub fn load_csv(path: &Path, usage: Usage) -> Result<Vec<LabelledFace>, FerError
     read_csv(reader, path, usage)
 }
 
+/// A reader that fails once a line, or the whole input, is longer than a FER2013 CSV has:
+/// `/dev/zero` or a gzip bomb must not fill the memory.
+struct BoundedCsv<R> {
+    inner: R,
+    total: u64,
+    line: u64,
+}
+
+impl<R: Read> Read for BoundedCsv<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let too_long = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+        self.total += n as u64;
+        if self.total > MAX_CSV_BYTES {
+            return Err(too_long(format!("more than the {MAX_CSV_BYTES}-byte limit for CSV files")));
+        }
+        let mut segments = buf[..n].split(|&b| b == b'\n');
+        if let Some(first) = segments.next() {
+            self.line += first.len() as u64;
+        }
+        for segment in segments {
+            if self.line > MAX_CSV_LINE_BYTES {
+                break;
+            }
+            self.line = segment.len() as u64;
+        }
+        if self.line > MAX_CSV_LINE_BYTES {
+            return Err(too_long(format!("a line longer than {MAX_CSV_LINE_BYTES} bytes; not a FER2013 CSV")));
+        }
+        Ok(n)
+    }
+}
+
 /// [`load_csv`] on any reader; `path` names the input in errors.
 pub fn read_csv(reader: impl Read, path: &Path, usage: Usage) -> Result<Vec<LabelledFace>, FerError> {
+    let reader = BoundedCsv { inner: reader, total: 0, line: 0 };
     let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
     let headers = csv.headers().map_err(|e| file_error(path, format!("cannot read header: {e}")))?.clone();
     let column = |name: &str| {
@@ -150,12 +185,13 @@ pub fn load_folder(root: &Path, usage: Usage) -> Result<Vec<LabelledFace>, FerEr
         }
         None => return Err(file_error(root, "the image-folder layout has no PrivateTest split")),
     };
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&split)
-        .map_err(|e| file_error(&split, format!("cannot list: {e}")))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(&split).map_err(|e| file_error(&split, format!("cannot list: {e}")))? {
+        let path = entry.map_err(|e| file_error(&split, format!("cannot read a folder entry: {e}")))?.path();
+        if path.is_dir() {
+            entries.push(path);
+        }
+    }
     entries.sort();
     let mut faces = Vec::new();
     for dir in entries {
@@ -163,15 +199,17 @@ pub fn load_folder(root: &Path, usage: Usage) -> Result<Vec<LabelledFace>, FerEr
         let label = FER_CLASSES.iter().position(|c| *c == name).ok_or_else(|| {
             file_error(&dir, format!("unknown class folder; expected one of {}", FER_CLASSES.join(", ")))
         })?;
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| file_error(&dir, format!("cannot list: {e}")))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| is_image(p))
-            .collect();
-        files.sort();
-        for file in files {
-            faces.push(LabelledFace { pixels: read_face(&file)?, label });
+        // The shared walker: links followed once per folder, special files and unreadable
+        // entries reported. A face that cannot be read stops the evaluation: a score over
+        // a silently smaller set would mislead.
+        for entry in collect_inputs(std::slice::from_ref(&dir)) {
+            match entry {
+                Ok(file) => faces.push(LabelledFace { pixels: read_face(&file.path)?, label }),
+                Err(problem) if problem.problem.is_failure() => {
+                    return Err(file_error(&problem.path, problem.problem.to_string()))
+                }
+                Err(skipped) => log::warn!("{skipped}"),
+            }
         }
     }
     if faces.is_empty() {
@@ -180,21 +218,15 @@ pub fn load_folder(root: &Path, usage: Usage) -> Result<Vec<LabelledFace>, FerEr
     Ok(faces)
 }
 
+/// The face at `path` as 48×48 gray, read as `classify` reads images (size limits, a
+/// truncated JPEG refused).
 fn read_face(path: &Path) -> Result<Vec<u8>, FerError> {
-    let image = image::open(path).map_err(|e| file_error(path, format!("unreadable image: {e}")))?;
-    let rgb = image.to_rgb8();
-    let gray: Vec<u8> = rgb.pixels().map(|p| luma_bt601(p[0], p[1], p[2])).collect();
-    if rgb.width() == FER_SIDE && rgb.height() == FER_SIDE {
-        return Ok(gray);
+    let gray = read_image(path).map_err(|e| file_error(path, format!("unreadable image: {e}")))?.gray;
+    if gray.width() == FER_SIDE && gray.height() == FER_SIDE {
+        return Ok(gray.into_raw());
     }
     // Other sizes are resampled to 48×48 like the training tools do (bilinear).
-    let resized = image::imageops::resize(
-        &image::GrayImage::from_raw(rgb.width(), rgb.height(), gray)
-            .ok_or_else(|| file_error(path, "image buffer size mismatch"))?,
-        FER_SIDE,
-        FER_SIDE,
-        image::imageops::FilterType::Triangle,
-    );
+    let resized = image::imageops::resize(&gray, FER_SIDE, FER_SIDE, image::imageops::FilterType::Triangle);
     Ok(resized.into_raw())
 }
 
@@ -261,5 +293,31 @@ mod tests {
         std::fs::write(happy.join("broken.jpg"), b"nope").expect("write");
         let err = load(dir.path(), Usage::PublicTest).expect_err("broken").to_string();
         assert!(err.contains("broken.jpg: unreadable image"), "{err}");
+    }
+
+    #[test]
+    fn folder_layout_rejects_a_truncated_jpeg_like_classify() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let happy = dir.path().join("test/happy");
+        std::fs::create_dir_all(&happy).expect("mkdir");
+        let mut jpeg = Vec::new();
+        image::GrayImage::from_fn(48, 48, |x, y| image::Luma([(x * 5 + y * 3) as u8]))
+            .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .expect("encode");
+        jpeg.truncate(jpeg.len() * 2 / 3);
+        std::fs::write(happy.join("cut.jpg"), &jpeg).expect("write");
+        let err = load(dir.path(), Usage::PublicTest).expect_err("truncated").to_string();
+        assert!(err.contains("cut.jpg: unreadable image: cannot read image: JPEG data is truncated"), "{err}");
+    }
+
+    #[test]
+    fn an_endless_csv_line_is_refused_at_the_line_limit() {
+        let endless = std::io::Read::take(std::fs::File::open("/dev/zero").expect("zero"), 10 << 20);
+        let err = read_csv(endless, Path::new("/dev/zero"), Usage::Training).expect_err("refused").to_string();
+        assert!(err.contains("a line longer than 65536 bytes"), "{err}");
+        let long_row = format!("emotion,pixels,Usage\n{}\n", "1".repeat(70_000));
+        let err =
+            read_csv(long_row.as_bytes(), Path::new("rows.csv"), Usage::Training).expect_err("refused").to_string();
+        assert!(err.starts_with("rows.csv:2: ") && err.contains("a line longer than 65536 bytes"), "{err}");
     }
 }

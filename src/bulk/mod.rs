@@ -5,4 +5,6 @@ pub mod classify_files;
 pub mod eval;
 pub mod fer;
 pub mod files;
+pub mod limits;
 pub mod metrics;
+pub mod outputs;

@@ -34,7 +34,10 @@ impl ImageSource {
         for entry in collect_inputs(&[path.to_owned()]) {
             match entry {
                 Ok(input) => files.push(input.path),
-                Err((path, reason)) => return Err(lost(format!("{}: {reason}", path.display()))),
+                // The source itself unusable (missing, not a file or folder) stops the run;
+                // a bad entry inside the folder is reported and skipped.
+                Err(problem) if problem.path == path => return Err(lost(problem.to_string())),
+                Err(problem) => log::warn!("image source: {problem}"),
             }
         }
         if files.is_empty() {

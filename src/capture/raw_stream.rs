@@ -4,6 +4,7 @@
 
 use std::io::{ErrorKind, Read};
 
+use crate::bulk::limits::{within_pixel_limit, MAX_IMAGE_PIXELS};
 use crate::capture::convert::{to_frame, PixelFormat, YuvRange};
 use crate::capture::source::{CaptureError, FrameSource};
 use crate::frame::Frame;
@@ -30,10 +31,8 @@ impl<R: Read + Send> RawStreamSource<R> {
         height: u32,
         range: YuvRange,
     ) -> Result<Self, CaptureError> {
-        let size = raw_frame_size(format, width, height).ok_or_else(|| CaptureError::Lost {
-            source_name: name.to_owned(),
-            reason: format!("{format} at {width}x{height} has no fixed raw frame size"),
-        })?;
+        let size = checked_raw_frame_size(format, width, height)
+            .map_err(|reason| CaptureError::Lost { source_name: name.to_owned(), reason })?;
         Ok(Self { reader, name: name.to_owned(), format, width, height, range, buffer: vec![0; size] })
     }
 
@@ -80,6 +79,22 @@ impl<R: Read + Send> FrameSource for RawStreamSource<R> {
     }
 }
 
+/// Bytes of one uncompressed `width`×`height` frame, or why the format cannot have that
+/// size (odd sizes of subsampled formats, MJPEG) or the memory should not hold it (over
+/// the image pixel limit). Checked when the settings are, before anything starts.
+pub fn checked_raw_frame_size(format: PixelFormat, width: u32, height: u32) -> Result<usize, String> {
+    if !within_pixel_limit(width, height) {
+        return Err(format!("{width}x{height} frames are over the {MAX_IMAGE_PIXELS}-pixel limit"));
+    }
+    raw_frame_size(format, width, height).ok_or_else(|| match format {
+        PixelFormat::Yuyv => format!("{format} frames need an even width, not {width}"),
+        PixelFormat::Nv12 | PixelFormat::I420 => {
+            format!("{format} frames need an even width and height, not {width}x{height}")
+        }
+        _ => format!("{format} at {width}x{height} has no fixed raw frame size"),
+    })
+}
+
 /// Bytes of one uncompressed frame, or `None` for MJPEG or odd sizes the format cannot hold.
 pub fn raw_frame_size(format: PixelFormat, width: u32, height: u32) -> Option<usize> {
     let pixels = usize::try_from(u64::from(width) * u64::from(height)).ok()?;
@@ -104,6 +119,27 @@ mod tests {
         assert_eq!(raw_frame_size(PixelFormat::Grey, 3, 3), Some(9));
         assert_eq!(raw_frame_size(PixelFormat::Nv12, 3, 2), None);
         assert_eq!(raw_frame_size(PixelFormat::Mjpeg, 640, 480), None);
+    }
+
+    #[test]
+    fn raw_frame_sizes_the_format_cannot_have_or_memory_should_not_hold_are_refused() {
+        assert_eq!(checked_raw_frame_size(PixelFormat::I420, 640, 480), Ok(460_800));
+        assert_eq!(
+            checked_raw_frame_size(PixelFormat::I420, 641, 480),
+            Err("YU12 frames need an even width and height, not 641x480".to_owned())
+        );
+        assert_eq!(
+            checked_raw_frame_size(PixelFormat::Nv12, 640, 479),
+            Err("NV12 frames need an even width and height, not 640x479".to_owned())
+        );
+        assert_eq!(
+            checked_raw_frame_size(PixelFormat::Yuyv, 3, 2),
+            Err("YUYV frames need an even width, not 3".to_owned())
+        );
+        for (width, height) in [(4_294_967_295, 2), (100_000, 100_000)] {
+            let err = checked_raw_frame_size(PixelFormat::Grey, width, height).expect_err("too large");
+            assert_eq!(err, format!("{width}x{height} frames are over the 50000000-pixel limit"));
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use crate::capture::convert::{ConvertError, PixelFormat};
+use crate::capture::raw_stream::checked_raw_frame_size;
 use crate::frame::Frame;
 
 /// Why a source gave no frame this time.
@@ -74,6 +75,9 @@ pub enum SpecError {
     Format(String),
     #[error("{0:?} is not stdin:FORMAT:WIDTHxHEIGHT with FORMAT yuv420, yuyv, nv12 or grey")]
     Stdin(String),
+    /// A frame size the format cannot have, or over the pixel limit.
+    #[error("{reason}")]
+    StdinSize { uri: String, reason: String },
 }
 
 impl SpecError {
@@ -81,14 +85,14 @@ impl SpecError {
     pub fn key(&self) -> &'static str {
         match self {
             Self::Format(_) => "source.format",
-            Self::Stdin(_) => "source.uri",
+            Self::Stdin(_) | Self::StdinSize { .. } => "source.uri",
         }
     }
 
     /// The rejected text.
     pub fn value(&self) -> &str {
         match self {
-            Self::Format(text) | Self::Stdin(text) => text,
+            Self::Format(text) | Self::Stdin(text) | Self::StdinSize { uri: text, .. } => text,
         }
     }
 }
@@ -101,7 +105,12 @@ impl SourceSpec {
             name => Some(pixel_format_named(name).ok_or_else(|| SpecError::Format(format.to_owned()))?),
         };
         if let Some(rest) = uri.strip_prefix("stdin:") {
-            return parse_stdin(rest).ok_or_else(|| SpecError::Stdin(uri.to_owned()));
+            let spec = parse_stdin(rest).ok_or_else(|| SpecError::Stdin(uri.to_owned()))?;
+            if let SourceSpec::Stdin { format, width, height } = &spec {
+                checked_raw_frame_size(*format, *width, *height)
+                    .map_err(|reason| SpecError::StdinSize { uri: uri.to_owned(), reason })?;
+            }
+            return Ok(spec);
         }
         if let Some(device) = uri.strip_prefix("v4l2:") {
             return Ok(Self::V4l2 { device: PathBuf::from(device), format: forced });

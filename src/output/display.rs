@@ -79,7 +79,7 @@ pub enum DisplayError {
     Folder { dir: PathBuf, cause: std::io::Error },
     /// A screen could not be saved (disk full, folder removed); the next one is tried.
     #[error("cannot write {path}: {cause}")]
-    Png { path: PathBuf, cause: image::ImageError },
+    Png { path: PathBuf, cause: std::io::Error },
     /// The panel failed to open or write; it is reopened after a pause.
     #[error("{name}: {cause}")]
     Panel { name: String, cause: PanelError },
@@ -180,7 +180,12 @@ struct PngSink {
 impl ScreenSink for PngSink {
     fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<Shown, DisplayError> {
         let path = self.dir.join(format!("screen_{index:06}.png"));
-        screen.to_rgb_image().save(&path).map_err(|cause| DisplayError::Png { path, cause })?;
+        // Through a temporary file: a full disk leaves no empty or partial screens.
+        let image = screen.to_rgb_image();
+        crate::fs_safety::write_atomically(&path, |file| {
+            image.write_to(file, image::ImageFormat::Png).map_err(std::io::Error::other)
+        })
+        .map_err(|cause| DisplayError::Png { path, cause })?;
         Ok(Shown::Drawn)
     }
 }

@@ -83,3 +83,34 @@ fn a_short_soak_recovers_from_every_fault_and_loses_no_log_line() {
     assert!(report["log"]["failures"].as_u64().unwrap() >= 1, "the pulled port was noticed: {report}");
     assert!(!report["samples"].as_array().unwrap().is_empty(), "{report}");
 }
+
+#[test]
+fn live_on_a_folder_with_link_loops_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    std::fs::copy(root().join("tests/fixtures/astronaut.png"), photos.join("astronaut.png")).unwrap();
+    for (name, target) in [("self", "."), ("up", ".."), ("again", ".")] {
+        std::os::unix::fs::symlink(target, photos.join(name)).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_emotion-pi-lab"))
+        .args(["live", "--frames", "3", "--json", "--source"])
+        .arg(&photos)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the live benchmark walked the link loops for 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(report["frames"], 3, "{report}");
+}
