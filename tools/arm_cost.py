@@ -504,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ort-all-cpus", action="store_true", help="count onnxruntime on every CPU (default: cortex-a72 only)")
     parser.add_argument("--kernels", action="store_true", help="also list the kernels tract picks (bench --profile)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--roots", action="store_true",
+                        help="only build the guest roots of the CPUs (no onnxruntime) and print 'CPU ROOT' lines, "
+                        "for running programs with qemu-aarch64 -cpu CPU -L ROOT")
     parser.add_argument("--detector-model", default=DETECTOR)
     parser.add_argument("--emotion-model", default=EMOTION)
     parser.add_argument("--check", metavar="BASELINE", type=Path,
@@ -519,6 +522,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check or args.write_baseline:
         cpus = ["cortex-a72"] if args.check else sorted(set(cpus) | {"cortex-a72"}, key=list(BOARDS).index)
         with_ort = with_ort and not args.check
+    if args.roots:
+        for cpu in cpus:
+            print(cpu, board_root(BOARDS[cpu], args.armcount, with_onnxruntime=False))
+        return 0
     if not BINARY.is_file():
         raise CostError(f"{BINARY} is missing: build it with cargo build --release --target {TARGET}")
     if not (args.armcount / "armcount.sh").is_file():
