@@ -6,7 +6,6 @@ the PL061 pin trace, and runs the checks. Python standard library only."""
 import argparse
 import base64
 import json
-import os
 import queue
 import re
 import subprocess
@@ -493,7 +492,6 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, help="target/board")
     parser.add_argument("checks", nargs="*", help="only these checks")
     args = parser.parse_args()
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     if args.command == "frame":
         yuyv_frame(Path(args.checks[0]), Path(args.checks[1]))
         return 0
