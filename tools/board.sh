@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-CACHE=$ROOT/target/board
+CACHE=${BOARD_CACHE:-$ROOT/target/board}
 TARGET=aarch64-unknown-linux-gnu
 FIRMWARE=$ROOT/target/$TARGET/release/emotion-pi
 HERE=$ROOT/tools/board
