@@ -5,10 +5,12 @@
 //! The longer benchmarks (the whole live loop, soak, per-node profiles, SPI traffic) are
 //! in the workbench, `crates/lab`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
+use tract_onnx::prelude::TypedRunnableModel;
 
 use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
 use crate::bulk::classify_files::{decode_image, read_image};
@@ -52,7 +54,24 @@ pub struct BenchReport {
     pub arch: &'static str,
     /// The emotion model's file, precision and test-time processing.
     pub classifier: String,
+    /// The matrix-product kernels tract picked for this CPU, per model: kernel name → products.
+    pub kernels: BTreeMap<String, BTreeMap<String, usize>>,
     pub stages: Vec<StageTiming>,
+}
+
+/// The matrix-product kernels in `plan` with the number of products each runs. tract
+/// describes a product as e.g. `Mult: m:576 k:16 n:96 with [arm64simd_mmm_f32_8x8_gen]`.
+fn product_kernels(plan: &TypedRunnableModel) -> BTreeMap<String, usize> {
+    let mut kernels = BTreeMap::new();
+    for node in &plan.model().nodes {
+        for line in node.op.info().unwrap_or_default() {
+            let Some((_, after)) = line.split_once(" with [") else { continue };
+            if let Some((kernel, _)) = after.split_once(']') {
+                *kernels.entry(kernel.to_owned()).or_insert(0) += 1;
+            }
+        }
+    }
+    kernels
 }
 
 /// The bench picture: `path`, or the built-in portrait.
@@ -68,6 +87,11 @@ pub fn bench_picture(path: Option<&Path>) -> anyhow::Result<(Frame, String)> {
             Ok((decoded, BUILT_IN_PICTURE_NAME.to_owned()))
         }
     }
+}
+
+/// A model's file name, as the report's key.
+fn model_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned())
 }
 
 fn time_stage<T>(
@@ -100,8 +124,9 @@ pub fn camera_frame(image: &Frame) -> Frame {
 
 /// Times decode, each detector step, crop and classification on one frame.
 pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<BenchReport> {
-    let (decoded, image_name) = bench_picture(options.image.as_deref())?;
+    // Models first: tools/arm_cost.sh counts the load up to the picture's first read.
     let analyzer = Analyzer::load(paths, AnalyzerSettings::default())?;
+    let (decoded, image_name) = bench_picture(options.image.as_deref())?;
     let frame = camera_frame(&decoded);
     let detector = analyzer.detector();
     let faces = detector.detect(&frame.rgb)?;
@@ -149,6 +174,10 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
             let meta = analyzer.classifier().metadata();
             format!("{} ({}; {})", paths.classifier.display(), meta.precision, meta.test_time)
         },
+        kernels: BTreeMap::from([
+            (model_name(&paths.detector), product_kernels(analyzer.detector().plan())),
+            (model_name(&paths.classifier), product_kernels(analyzer.classifier().plan())),
+        ]),
         stages,
     })
 }
@@ -171,6 +200,11 @@ impl Report for BenchReport {
         );
         for s in &self.stages {
             text += &format!("{:<26}{:>10.3}{:>10.3}{:>10.3}\n", s.stage, s.median_ms, s.p90_ms, s.min_ms);
+        }
+        text += "\nmatrix-product kernels tract picked for this CPU:\n";
+        for (model, kernels) in &self.kernels {
+            let used: Vec<String> = kernels.iter().map(|(kernel, n)| format!("{kernel} x{n}")).collect();
+            text += &format!("  {model}: {}\n", used.join(", "));
         }
         text
     }

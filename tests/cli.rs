@@ -164,5 +164,13 @@ fn bench_runs_on_an_installed_device_from_any_folder_with_its_built_in_picture()
     for stage in ["decode image file", "detect: inference", "classify (per face)", "detect+classify frame"] {
         assert!(stages.contains(&stage), "{stages:?}");
     }
+    // Both models name the matrix-product kernels tract picked, each running at least one product.
+    let kernels = report["kernels"].as_object().unwrap();
+    let models: Vec<&String> = kernels.keys().collect();
+    assert_eq!(models, ["emotion_mobilenet_int8.onnx", "face_detection_front_128x128_barracuda.onnx"]);
+    for (model, picks) in kernels {
+        let products: u64 = picks.as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+        assert!(products >= 2, "{model}: {picks}");
+    }
     assert!(std::fs::read_dir(elsewhere.path()).unwrap().next().is_none(), "bench wrote into the working folder");
 }

@@ -231,15 +231,6 @@ def read_markers(path: Path) -> list[tuple[int, int, int, int]]:
     return [row[1:] for row in rows]
 
 
-def bench_flags(binary: Path, armcount: Path, board: Board, root: Path) -> list[str]:
-    """`--tract-kernels` when this binary's bench still has it (kernels timed at load otherwise)."""
-    help_text = subprocess.run(
-        ["qemu-aarch64", "-L", str(root), "-cpu", board.cpu, str(binary), "bench", "--help"],
-        capture_output=True, text=True, cwd=REPO,
-    ).stdout
-    return ["--tract-kernels"] if "--tract-kernels" in help_text else []
-
-
 def timed_runs(marks: list[tuple[int, int, int, int]], thread: int, iterations: int) -> list[list[tuple[int, int]]]:
     """The bench's stages, oldest first: for each, its timed runs as (insns, simd_fp) pairs.
 
@@ -299,14 +290,13 @@ def count_tract(binary: Path, armcount: Path, board: Board, root: Path, iteratio
                 detector: str, classifier: str, work: Path) -> dict:
     """Counts `emotion-pi bench` on `board`: load and every bench stage, per run."""
     marks, out = work / f"{board.cpu}.marks", work / f"{board.cpu}.counts"
-    flags = bench_flags(binary, armcount, board, root)
     cmd = armcount_cmd(armcount, board, root, marks, [SYS_OPENAT, SYS_CLOCK_GETTIME], out) + [
         str(binary), "bench", "--json", "--iterations", str(iterations),
-        "--detector-model", detector, "--emotion-model", classifier, "--image", BENCH_IMAGE, *flags,
+        "--detector-model", detector, "--emotion-model", classifier, "--image", BENCH_IMAGE,
     ]
     env = dict(os.environ, QEMU_STRACE="1")
     env.pop("RUST_LOG", None)
-    log(f"{board.cpu}: emotion-pi bench --iterations {iterations} {' '.join(flags)} under the counter")
+    log(f"{board.cpu}: emotion-pi bench --iterations {iterations} under the counter")
     result = run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     report = json.loads(result.stdout)
     rows = read_markers(marks)
@@ -325,8 +315,8 @@ def count_tract(binary: Path, armcount: Path, board: Board, root: Path, iteratio
     loads = load_cost(rows, thread, result.stderr, detector, classifier, BENCH_IMAGE)
     counts = read_counts(out)
     return {
-        "bench_flags": flags,
         "classifier": report.get("classifier"),
+        "kernels": report.get("kernels", {}),
         "faces": report.get("faces"),
         "threads": counts.get("threads"),
         "total_insns": counts.get("insns"),
@@ -398,7 +388,7 @@ def print_table(results: dict) -> None:
         board = BOARDS[cpu]
         tract = entry["tract"]
         print()
-        print(f"== {cpu}: {board.board}, estimates at {board.clock_ghz} GHz; bench {' '.join(tract['bench_flags']) or '(no flags)'}")
+        print(f"== {cpu}: {board.board}, estimates at {board.clock_ghz} GHz")
         header = f"{'stage':<50}{'M insns':>10}{'M NEON/FP':>11}"
         header += "".join(f"{'est ms IPC ' + str(ipc):>16}" for ipc in IPCS)
         header += f"{'ort M insns':>13}{'tract/ort':>11}"
@@ -418,36 +408,6 @@ def print_table(results: dict) -> None:
                 print(f"tract kernels, {model}: " + ", ".join(f"{k} x{n}" for k, n in picks.items()))
 
 
-# ---------------------------------------------------------------- kernels
-
-
-KERNEL_NAME = re.compile(r"\b((?:arm64simd|arm64fp16|sve|sme|generic|cortex)\w*)")
-
-
-def tract_kernels(binary: Path, board: Board, root: Path, detector: str, classifier: str) -> dict[str, dict[str, int]]:
-    """Which matrix-product kernels tract picked per model, from `bench --profile --json`."""
-    help_text = subprocess.run(
-        ["qemu-aarch64", "-L", str(root), "-cpu", board.cpu, str(binary), "bench", "--help"],
-        capture_output=True, text=True, cwd=REPO,
-    ).stdout
-    if "--profile" not in help_text:
-        return {}
-    flags = ["--tract-kernels"] if "--tract-kernels" in help_text else []
-    result = run(
-        ["qemu-aarch64", "-L", str(root), "-cpu", board.cpu, str(binary), "bench", "--profile", "--json",
-         "--iterations", "1", "--detector-model", detector, "--emotion-model", classifier, *flags],
-        cwd=REPO, capture_output=True, text=True,
-    )
-    picks = {}
-    for profile in json.loads(result.stdout):
-        used: dict[str, int] = {}
-        for node in profile["nodes"]:
-            for name in set(KERNEL_NAME.findall(node.get("detail", ""))):
-                used[name] = used.get(name, 0) + 1
-        picks[Path(profile["model"]).name] = dict(sorted(used.items()))
-    return picks
-
-
 # ---------------------------------------------------------------- baseline
 
 
@@ -461,7 +421,6 @@ def baseline_of(results: dict) -> dict:
         "what": "aarch64 instructions of emotion-pi bench under qemu-aarch64 -cpu cortex-a72 (tools/arm_cost.sh); "
         "--check fails when the frame grows more than 3% over frame_insns",
         "cpu": "cortex-a72",
-        "bench_flags": entry["tract"]["bench_flags"],
         "models": {p: sha256(p) for p in (results["detector"], results["classifier"])},
         "frame_insns": next(r for r in entry["summary"] if r["stage"] == FRAME)["tract"]["insns"],
         "stages": {r["stage"].strip(): r["tract"]["insns"] for r in entry["summary"]},
@@ -502,7 +461,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=3, help="timed runs per stage (median; at least 2)")
     parser.add_argument("--no-ort", action="store_true", help="skip onnxruntime")
     parser.add_argument("--ort-all-cpus", action="store_true", help="count onnxruntime on every CPU (default: cortex-a72 only)")
-    parser.add_argument("--kernels", action="store_true", help="also list the kernels tract picks (bench --profile)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--roots", action="store_true",
                         help="only build the guest roots of the CPUs (no onnxruntime) and print 'CPU ROOT' lines, "
@@ -542,8 +500,6 @@ def main(argv: list[str] | None = None) -> int:
             root = board_root(board, args.armcount, with_ort)
             tract = count_tract(BINARY, args.armcount, board, root, args.iterations,
                                 args.detector_model, args.emotion_model, work)
-            if args.kernels:
-                tract["kernels"] = tract_kernels(BINARY, board, root, args.detector_model, args.emotion_model)
             ort = None
             if ort_here:
                 ort = {

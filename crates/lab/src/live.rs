@@ -34,7 +34,7 @@ pub struct LiveBenchReport {
     pub fps: f64,
     pub dropped: u64,
     pub log_lines: u64,
-    /// Resident memory at [`RSS_BASELINE_FRAME`] and at the end, KiB.
+    /// Resident memory at [`RSS_BASELINE_FRAME`] (0 when the run was shorter) and at the end, KiB.
     pub rss_baseline_kib: u64,
     pub rss_end_kib: u64,
     pub rss_growth_percent: f64,
@@ -117,23 +117,18 @@ pub fn run_live_bench(models: &ModelPaths, options: &LiveBenchOptions) -> anyhow
 
 impl Report for LiveBenchReport {
     fn to_text(&self) -> String {
+        let memory = if self.frames >= RSS_BASELINE_FRAME {
+            format!(
+                "RSS at frame {RSS_BASELINE_FRAME}: {} KiB, at the end: {} KiB ({:+.2}%)",
+                self.rss_baseline_kib, self.rss_end_kib, self.rss_growth_percent
+            )
+        } else {
+            format!("RSS at the end: {} KiB (growth is measured from frame {RSS_BASELINE_FRAME} on)", self.rss_end_kib)
+        };
         let mut text = format!(
-            "live loop on {}: {} frames ({} detections) in {:.1} s = {:.1} FPS sustained, {} log lines\n\
-             RSS at frame {}: {} KiB, at the end: {} KiB ({:+.2}%)\n\n{:<10}{:>10}{:>10}{:>10}\n",
-            self.source,
-            self.frames,
-            self.detections,
-            self.seconds,
-            self.fps,
-            self.log_lines,
-            RSS_BASELINE_FRAME,
-            self.rss_baseline_kib,
-            self.rss_end_kib,
-            self.rss_growth_percent,
-            "stage",
-            "count",
-            "p50 ms",
-            "p99 ms"
+            "live loop on {}: {} frames ({} detections) in {:.1} s = {:.1} FPS sustained, {} log lines\n{memory}\n\n\
+             {:<10}{:>10}{:>10}{:>10}\n",
+            self.source, self.frames, self.detections, self.seconds, self.fps, self.log_lines, "stage", "count", "p50 ms", "p99 ms"
         );
         let s = &self.stages;
         for (name, p) in [

@@ -114,3 +114,12 @@ fn live_on_a_folder_with_link_loops_ends() {
     let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
     assert_eq!(report["frames"], 3, "{report}");
 }
+
+#[test]
+fn live_shorter_than_the_memory_baseline_says_so_instead_of_zero() {
+    let output = lab(&["live", "--frames", "3"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("3 frames") && text.contains("RSS at the end: "), "{text}");
+    assert!(!text.contains("RSS at frame 1000"), "{text}");
+}
