@@ -128,7 +128,16 @@ impl Report for LiveBenchReport {
         let mut text = format!(
             "live loop on {}: {} frames ({} detections) in {:.1} s = {:.1} FPS sustained, {} log lines\n{memory}\n\n\
              {:<10}{:>10}{:>10}{:>10}\n",
-            self.source, self.frames, self.detections, self.seconds, self.fps, self.log_lines, "stage", "count", "p50 ms", "p99 ms"
+            self.source,
+            self.frames,
+            self.detections,
+            self.seconds,
+            self.fps,
+            self.log_lines,
+            "stage",
+            "count",
+            "p50 ms",
+            "p99 ms"
         );
         let s = &self.stages;
         for (name, p) in [
