@@ -280,6 +280,20 @@ def fourcc_name(config_name: str) -> str:
     return {"yuyv": "YUYV", "yu12": "YU12", "nv12": "NV12", "grey": "GREY", "mjpeg": "MJPG"}[config_name]
 
 
+def read_back_in_full(output: list[str], lines: list[str]) -> list[dict]:
+    """The UART lines as records, once the host has read every line the firmware says it
+    wrote, ending with its `stopped` status and nothing dropped."""
+    records = check_schema(lines)
+    written = firmware_written(output)
+    if written is None:
+        raise CheckFailed(f"the firmware did not report its log count: {output[-2:]}")
+    if written != len(records) or not records:
+        raise CheckFailed(f"the firmware wrote {written} log lines, the host read {len(records)}")
+    if records[-1].get("status") != "stopped" or records[-1].get("log_dropped") != 0:
+        raise CheckFailed(f"last line is not the stopped status with nothing dropped: {lines[-1]}")
+    return records
+
+
 def check_uart(cache: Path, notes: list[str]):
     board = Board(cache, "uart")
     try:
@@ -288,14 +302,7 @@ def check_uart(cache: Path, notes: list[str]):
         lines = board.uart_lines()
     finally:
         board.close()
-    records = check_schema(lines)
-    written = firmware_written(output)
-    if written is None:
-        raise CheckFailed(f"the firmware did not report its log count: {output[-2:]}")
-    if written != len(records) or not records:
-        raise CheckFailed(f"the firmware wrote {written} lines, the host read {len(records)}")
-    if records[-1].get("status") != "stopped":
-        raise CheckFailed(f"last line is not the stopped status: {lines[-1]}")
+    records = read_back_in_full(output, lines)
     notes.append(f"{len(records)} lines read on the host from the PL011, all JSON schema v1")
 
 
@@ -329,15 +336,10 @@ def check_unplug(cache: Path, notes: list[str]):
         lines = board.uart_lines()
     finally:
         board.close()
-    records = check_schema(lines)
-    written = firmware_written(output)
-    if written != len(records):
-        raise CheckFailed(f"the firmware wrote {written} log lines, the host read {len(records)}")
-    if records[-1].get("status") != "stopped" or records[-1]["log_dropped"] != 0:
-        raise CheckFailed(f"last line: {lines[-1]}")
+    records = read_back_in_full(output, lines)
     notes.append(f'"no camera" {noticed:.1f} s after the unplug (camera_failures {gone["camera_failures"]}); '
                  f"running {back_at:.1f} s and new frames {flowing:.1f} s after modprobe; "
-                 f"{written} lines written, {len(records)} read, none dropped")
+                 f"{len(records)} lines written and read, none dropped")
 
 
 def wait_for_quiet_trace(trace: Path, at_least: int, quiet: float, timeout: float) -> float:
