@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::classify::{crop_face_into, CropSettings, Emotion, TractClassifier};
+use crate::classify::{crop_face_into, ClassifierSettings, CropSettings, Emotion, TractClassifier};
 use crate::detect::{DetectorSettings, Face, TractDetector};
 use crate::frame::Frame;
 use crate::model::ModelError;
@@ -49,11 +49,12 @@ pub struct FaceAnalysis {
     pub emotion: Emotion,
 }
 
-/// Detector settings plus how faces are cropped for the classifier.
+/// Detector settings, how faces are cropped for the classifier and how it scores them.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct AnalyzerSettings {
     pub detector: DetectorSettings,
     pub crop: CropSettings,
+    pub classifier: ClassifierSettings,
 }
 
 /// Both models, loaded and optimised once. Shareable across threads.
@@ -68,7 +69,7 @@ impl Analyzer {
     pub fn load(paths: &ModelPaths, settings: AnalyzerSettings) -> Result<Self, ModelError> {
         Ok(Self {
             detector: TractDetector::load(&paths.detector, settings.detector)?,
-            classifier: TractClassifier::load(&paths.classifier)?,
+            classifier: TractClassifier::load(&paths.classifier, settings.classifier)?,
             crop: settings.crop,
         })
     }

@@ -14,6 +14,7 @@ use tract_onnx::prelude::TypedRunnableModel;
 
 use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
 use crate::bulk::classify_files::{decode_image, read_image};
+use crate::classify::ClassifierSettings;
 use crate::frame::Frame;
 use crate::output::ui::{draw_ui, Framebuffer, UiFace, UiState, UiStatus};
 use crate::report::Report;
@@ -32,6 +33,8 @@ pub struct BenchOptions {
     pub image: Option<PathBuf>,
     /// Timed repetitions per stage.
     pub iterations: usize,
+    /// How the classifier scores each face.
+    pub classifier: ClassifierSettings,
 }
 
 /// Latency of one stage over all iterations, in milliseconds.
@@ -125,7 +128,8 @@ pub fn camera_frame(image: &Frame) -> Frame {
 /// Times decode, each detector step, crop and classification on one frame.
 pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<BenchReport> {
     // Models first: tools/arm_cost.sh counts the load up to the picture's first read.
-    let analyzer = Analyzer::load(paths, AnalyzerSettings::default())?;
+    let analyzer =
+        Analyzer::load(paths, AnalyzerSettings { classifier: options.classifier, ..AnalyzerSettings::default() })?;
     let (decoded, image_name) = bench_picture(options.image.as_deref())?;
     let frame = camera_frame(&decoded);
     let detector = analyzer.detector();
@@ -171,8 +175,8 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
         iterations: n,
         arch: std::env::consts::ARCH,
         classifier: {
-            let meta = analyzer.classifier().metadata();
-            format!("{} ({}; {})", paths.classifier.display(), meta.precision, meta.test_time)
+            let classifier = analyzer.classifier();
+            format!("{} ({}; {})", paths.classifier.display(), classifier.metadata().precision, classifier.scoring())
         },
         kernels: BTreeMap::from([
             (model_name(&paths.detector), product_kernels(analyzer.detector().plan())),

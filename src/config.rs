@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::capture::convert::YuvRange;
 use crate::capture::source::{SourceSpec, SpecError};
-use crate::classify::CropSettings;
+use crate::classify::{ClassifierSettings, CropSettings};
 use crate::output::display::DisplayTarget;
 use crate::output::panel::driver::{Controller, PanelGeometry};
 use crate::output::panel::linux::PanelWiring;
@@ -119,6 +119,8 @@ pub struct Config {
     pub display: DisplayConfig,
     pub leds: LedsConfig,
     pub models: ModelsConfig,
+    pub classify: ClassifyConfig,
+    pub inference: InferenceConfig,
 }
 
 /// `[source]`: where frames come from.
@@ -314,6 +316,42 @@ pub struct ModelsConfig {
     pub dir: String,
 }
 
+/// `[classify]`: how the emotion model scores each face.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClassifyConfig {
+    /// Average each face with its mirror image: more accurate, twice the classifier's work.
+    pub mirror: bool,
+}
+
+impl Default for ClassifyConfig {
+    fn default() -> Self {
+        Self { mirror: ClassifierSettings::default().mirror }
+    }
+}
+
+/// Most frames analysed at once (`inference.workers`, `--workers`): far beyond any Pi's
+/// cores, and each worker holds a frame and its inference buffers.
+pub const MAX_WORKERS: usize = 16;
+
+/// `[inference]`: how the models use the CPU.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceConfig {
+    /// Frames analysed at once, each on its own thread; 0 = one per CPU core.
+    pub workers: usize,
+}
+
+impl InferenceConfig {
+    /// The number of worker threads: `workers`, or the CPU's cores when 0.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |cores| cores.get().min(MAX_WORKERS)),
+            n => n,
+        }
+    }
+}
+
 /// Where the serial log goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SerialTarget {
@@ -364,6 +402,9 @@ pub struct RunSettings {
     pub min_face_score: f32,
     pub detect_every: u32,
     pub crop: CropSettings,
+    pub classifier: ClassifierSettings,
+    /// Frames analysed at once, each on its own thread (at least 1).
+    pub workers: usize,
     pub tracker: TrackerSettings,
     pub serial: SerialTarget,
     pub baud: u32,
@@ -492,6 +533,13 @@ impl Config {
         if serial.queue == 0 {
             return Err(invalid("serial.queue", "0".into(), "must be at least 1".into()));
         }
+        if self.inference.workers > MAX_WORKERS {
+            return Err(invalid(
+                "inference.workers",
+                self.inference.workers.to_string(),
+                format!("must be within 0..{MAX_WORKERS} (0 = one per CPU core)"),
+            ));
+        }
         let display = &self.display;
         if !(16..=4096).contains(&display.width) || !(16..=4096).contains(&display.height) {
             return Err(invalid(
@@ -524,6 +572,8 @@ impl Config {
             min_face_score: d.min_score,
             detect_every: d.every,
             crop: CropSettings { margin: d.crop_margin, ..CropSettings::default() },
+            classifier: ClassifierSettings { mirror: self.classify.mirror },
+            workers: self.inference.worker_count(),
             tracker,
             serial: log_target(&serial.port).map_err(|reason| invalid("serial.port", serial.port.clone(), reason))?,
             baud: serial.baud,

@@ -342,7 +342,8 @@ fn check_groups(host: &Host, groups: &[Group]) -> Vec<Finding> {
 
 fn check_models(models: &ModelPaths, settings: &RunSettings) -> Finding {
     let started = Instant::now();
-    let analyzer_settings = AnalyzerSettings { crop: settings.crop, ..AnalyzerSettings::default() };
+    let analyzer_settings =
+        AnalyzerSettings { crop: settings.crop, classifier: settings.classifier, ..AnalyzerSettings::default() };
     match Analyzer::load(models, analyzer_settings) {
         Ok(analyzer) => Finding::ok(
             "models",

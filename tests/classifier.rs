@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use emotion_pi::classify::TractClassifier;
+use emotion_pi::classify::{ClassifierSettings, TractClassifier};
 
 /// The shipped model, loaded once for all tests: under qemu a load takes many seconds.
 fn classifier() -> &'static TractClassifier {
     static SHIPPED: OnceLock<TractClassifier> = OnceLock::new();
     SHIPPED.get_or_init(|| {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/emotion_mobilenet_int8.onnx");
-        TractClassifier::load(&path).expect("shipped model loads")
+        TractClassifier::load(&path, ClassifierSettings::default()).expect("shipped model loads")
     })
 }
 

@@ -61,6 +61,7 @@ fn load_analyzer(settings: &RunSettings, models: &ModelPaths) -> anyhow::Result<
     let analyzer_settings = AnalyzerSettings {
         detector: DetectorSettings { min_score: settings.min_face_score, ..DetectorSettings::default() },
         crop: settings.crop,
+        classifier: settings.classifier,
     };
     Ok(Analyzer::load(models, analyzer_settings)?)
 }
@@ -107,24 +108,33 @@ pub fn run_device_with_source(
         }
         on_frame(report);
     };
-    let options = LoopOptions { detect_every: settings.detect_every, heartbeat: settings.heartbeat, max_frames };
+    let options = LoopOptions {
+        detect_every: settings.detect_every,
+        heartbeat: settings.heartbeat,
+        max_frames,
+        workers: settings.workers,
+    };
     let mut live = LiveLoop::new(&analyzer, tracker, sink.as_ref(), options)
         .with_service(Watchdog::from_env(), settings.source.to_string());
     service::notify_ready(&format!("started: {}", settings.source));
-    let mut summary = live.run(&capture, stop, &mut outputs);
+    let run = live.run(&capture, stop, &mut outputs);
     service::notify_stopping();
     capture.stop(SHUTDOWN_GRACE);
-    if let Some(display) = display {
-        summary.display = display.close(SHUTDOWN_GRACE);
+    // The outputs are closed whether or not the loop could start, so no thread is left behind.
+    let display_counts = display.map(|display| display.close(SHUTDOWN_GRACE));
+    let log_counts = sink.map(|sink| sink.close(SHUTDOWN_GRACE));
+    let mut summary = run.context("starting the inference worker threads")?;
+    if let Some(counts) = display_counts {
+        summary.display = counts;
         log::info!(
             "display: {} screens drawn, {} skipped, {} failed",
-            summary.display.rendered,
-            summary.display.skipped,
-            summary.display.failures
+            counts.rendered,
+            counts.skipped,
+            counts.failures
         );
     }
-    if let Some(sink) = sink {
-        summary.log = sink.close(SHUTDOWN_GRACE);
+    if let Some(counts) = log_counts {
+        summary.log = counts;
     }
     Ok(summary)
 }

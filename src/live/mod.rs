@@ -2,18 +2,24 @@
 //! classification and tracking to the outputs.
 //!
 //! Detection runs on every `detect_every`th processed frame; between, tracks keep their
-//! state. The emotion log gets a line per track event and, at each heartbeat, a status line
+//! state. Up to `workers` frames are analysed (detected and classified) at once on a pool of
+//! threads, one frame per thread, while this thread tracks and reports the finished ones in
+//! the order they were taken, so the log never sees frames out of order. The emotion log gets a line per track event and, at each heartbeat, a status line
 //! plus one line per current track. Outputs only queue work, so a slow serial port or
 //! display never holds up the camera.
 
 pub mod device;
 pub mod stats;
 
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::analyze::Analyzer;
 use crate::capture::thread::{Capture, CaptureCounts, CapturedFrame, Taken};
+use crate::model::ModelError;
 use crate::output::display::DisplayCounts;
 use crate::output::emotion_log::{DeviceStatus, EmotionLog, FaceEvent, StatusCounters};
 use crate::output::line_sink::{LineSink, SinkCounts};
@@ -23,6 +29,9 @@ use stats::{FrameRate, StageSummary, StageTimes};
 
 /// How often the loop looks up from an empty slot to report status or notice a stop.
 const POLL: Duration = Duration::from_millis(200);
+/// How long the loop waits for a new frame while workers are busy before it looks for
+/// finished frames to report: short, because it adds to their latency.
+const FINISHED_POLL: Duration = Duration::from_millis(2);
 /// An open source that sends no frame for this long is reported as `stream stalled`: a
 /// camera at 1 FPS still sends several frames in this time.
 pub const STALL_AFTER: Duration = Duration::from_secs(5);
@@ -36,6 +45,8 @@ pub struct LoopOptions {
     pub heartbeat: Option<Duration>,
     /// Stop after this many processed frames (benchmarks, tests).
     pub max_frames: Option<u64>,
+    /// Frames analysed at once, each on its own thread (at least 1).
+    pub workers: usize,
 }
 
 /// What the outputs see of each processed frame.
@@ -92,7 +103,11 @@ impl<'a> LiveLoop<'a> {
             analyzer,
             tracker,
             log: log.map(|sink| (sink, EmotionLog::new(names))),
-            options: LoopOptions { detect_every: options.detect_every.max(1), ..options },
+            options: LoopOptions {
+                detect_every: options.detect_every.max(1),
+                workers: options.workers.max(1),
+                ..options
+            },
             stages: StageTimes::default(),
             rate: FrameRate::default(),
             frames: 0,
@@ -117,40 +132,25 @@ impl<'a> LiveLoop<'a> {
     }
 
     /// Runs until the source ends, `stop` is set or `max_frames` is reached; `on_frame` sees
-    /// every processed frame (the display, benchmarks).
-    pub fn run(&mut self, capture: &Capture, stop: &AtomicBool, on_frame: &mut dyn FnMut(&FrameReport)) -> LoopSummary {
+    /// every processed frame (the display, benchmarks), in the order the frames were taken.
+    /// Fails only when the worker threads cannot be started.
+    pub fn run(
+        &mut self,
+        capture: &Capture,
+        stop: &AtomicBool,
+        on_frame: &mut dyn FnMut(&FrameReport),
+    ) -> Result<LoopSummary, rayon::ThreadPoolBuildError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.options.workers)
+            .thread_name(|i| format!("analyse-{i}"))
+            .build()?;
         let started = Instant::now();
         self.last_heartbeat = started;
         self.last_frame = started;
-        while !stop.load(Ordering::Relaxed) && self.options.max_frames.is_none_or(|max| self.frames < max) {
-            if self.log.as_ref().is_some_and(|(sink, _)| sink.reader_gone()) {
-                log::info!("the log's reader is gone; stopping");
-                break;
-            }
-            match capture.take(POLL) {
-                Taken::Frame(frame) => {
-                    self.last_frame = Instant::now();
-                    let detected = self.process(&frame);
-                    on_frame(&FrameReport {
-                        frame: &frame,
-                        tracks: self.tracker.tracks(),
-                        detected,
-                        fps: self.rate.fps(),
-                        stages: &self.stages,
-                    });
-                }
-                Taken::Timeout => {}
-                Taken::Ended => break,
-            }
-            let counts = capture.counts();
-            if let Some(watchdog) = &mut self.watchdog {
-                watchdog.observe(Instant::now(), self.frames, !counts.connected);
-            }
-            self.report_status(counts, false);
-        }
+        pool.in_place_scope(|scope| self.run_frames(scope, capture, stop, on_frame));
         self.report_status(capture.counts(), true);
         let seconds = started.elapsed().as_secs_f64();
-        LoopSummary {
+        Ok(LoopSummary {
             frames: self.frames,
             detections: self.detections,
             model_errors: self.model_errors,
@@ -160,17 +160,93 @@ impl<'a> LiveLoop<'a> {
             log: self.log.as_ref().map(|(sink, _)| sink.counts()).unwrap_or_default(),
             display: DisplayCounts::default(),
             stages: self.stages.summary(),
+        })
+    }
+
+    /// Takes frames while fewer than `workers` are in flight, hands those due for detection
+    /// to the pool and finishes every frame in the order taken. Once it stops taking frames
+    /// it still finishes those in flight: no analysed frame is dropped.
+    fn run_frames<'s>(
+        &mut self,
+        scope: &rayon::Scope<'s>,
+        capture: &Capture,
+        stop: &AtomicBool,
+        on_frame: &mut dyn FnMut(&FrameReport),
+    ) where
+        'a: 's,
+    {
+        let analyzer = self.analyzer;
+        let (finished, finished_frames) = mpsc::channel::<(u64, Analysed)>();
+        // Frames taken and not yet reported, by the order taken: `None` while a worker has it.
+        let mut in_flight: BTreeMap<u64, Option<Analysed>> = BTreeMap::new();
+        let mut taken: u64 = 0;
+        let mut ended = false;
+        loop {
+            receive_finished(&finished_frames, &mut in_flight, None);
+            while let Some(entry) = in_flight.first_entry() {
+                if entry.get().is_none() {
+                    break;
+                }
+                if let Some(analysed) = entry.remove() {
+                    self.finish(analysed, on_frame);
+                }
+            }
+            let reader_gone = self.log.as_ref().is_some_and(|(sink, _)| sink.reader_gone());
+            if reader_gone && !ended {
+                log::info!("the log's reader is gone; stopping");
+            }
+            ended |=
+                reader_gone || stop.load(Ordering::Relaxed) || self.options.max_frames.is_some_and(|max| taken >= max);
+            if ended && in_flight.is_empty() {
+                break;
+            }
+            if !ended && in_flight.len() < self.options.workers {
+                let wait = if in_flight.is_empty() { POLL } else { FINISHED_POLL };
+                match capture.take(wait) {
+                    Taken::Frame(captured) => {
+                        let now = Instant::now();
+                        self.last_frame = now;
+                        let due = taken.is_multiple_of(u64::from(self.options.detect_every));
+                        let mut analysed = Analysed { captured, taken_at: now, analysis: None };
+                        if due {
+                            in_flight.insert(taken, None);
+                            let finished = finished.clone();
+                            let order = taken;
+                            scope.spawn(move |_| {
+                                analysed.analysis = Some(analyse(analyzer, &analysed.captured));
+                                // The receiver lives until every frame in flight is back.
+                                let _ = finished.send((order, analysed));
+                            });
+                        } else {
+                            in_flight.insert(taken, Some(analysed));
+                        }
+                        taken += 1;
+                    }
+                    Taken::Timeout => {}
+                    Taken::Ended => ended = true,
+                }
+            } else if !in_flight.is_empty() {
+                receive_finished(&finished_frames, &mut in_flight, Some(POLL));
+            }
+            let counts = capture.counts();
+            if let Some(watchdog) = &mut self.watchdog {
+                watchdog.observe(Instant::now(), self.frames, !counts.connected);
+            }
+            // Until the first frame is finished, whether it holds a face is not known yet.
+            if self.frames > 0 || in_flight.is_empty() {
+                self.report_status(counts, false);
+            }
         }
     }
 
-    /// Detects (when due), classifies and tracks one frame; returns whether detection ran.
-    fn process(&mut self, captured: &CapturedFrame) -> bool {
-        let started = Instant::now();
+    /// Tracks one frame with its analysis (if detection ran on it), logs the events and
+    /// shows it to `on_frame`.
+    fn finish(&mut self, analysed: Analysed, on_frame: &mut dyn FnMut(&FrameReport)) {
+        let Analysed { captured, taken_at, analysis } = analysed;
         self.stages.capture.record(captured.read_time);
         self.frame_size = (captured.frame.width(), captured.frame.height());
-        let due = self.frames.is_multiple_of(u64::from(self.options.detect_every));
         self.frames += 1;
-        let observations = if due { self.observe(captured) } else { None };
+        let observations = analysis.and_then(|analysis| self.record_analysis(captured.index, analysis));
         // Only a frame with detections can lose a track, and a lost track's last state is
         // what its `lost` line reports; skipped frames need no copy.
         let before: Vec<Track> = if observations.is_some() { self.tracker.tracks().to_vec() } else { Vec::new() };
@@ -191,45 +267,35 @@ impl<'a> LiveLoop<'a> {
         self.log_events(&events, &before);
         let now = Instant::now();
         self.rate.tick(now);
-        self.stages.total.record(now - started);
+        self.stages.total.record(now - taken_at);
         self.stages.latency.record(now.saturating_duration_since(captured.captured_at));
-        observations.is_some()
+        on_frame(&FrameReport {
+            frame: &captured,
+            tracks: self.tracker.tracks(),
+            detected: observations.is_some(),
+            fps: self.rate.fps(),
+            stages: &self.stages,
+        });
     }
 
-    /// Faces with their raw class probabilities, or `None` when the models failed.
-    fn observe(&mut self, captured: &CapturedFrame) -> Option<Vec<Observation>> {
-        let frame = &captured.frame;
-        let t = Instant::now();
-        let faces = match self.analyzer.detector().detect(&frame.rgb) {
-            Ok(faces) => faces,
-            Err(err) => return self.model_failed(captured.index, &err),
-        };
-        self.stages.detect.record(t.elapsed());
-        self.detections += 1;
-        let t = Instant::now();
-        let batch = self.analyzer.crop_batch(frame, &faces);
-        self.stages.crop.record(t.elapsed());
-        let t = Instant::now();
-        let emotions = match self.analyzer.classifier().classify_batch(&batch, faces.len()) {
-            Ok(emotions) => emotions,
-            Err(err) => return self.model_failed(captured.index, &err),
-        };
-        if !faces.is_empty() {
-            self.stages.classify.record(t.elapsed());
+    /// Records a worker's stage times; the faces it found, or `None` when the models failed.
+    fn record_analysis(&mut self, index: u64, analysis: Analysis) -> Option<Vec<Observation>> {
+        match analysis {
+            Analysis::Found { observations, detect, crop, classify } => {
+                self.detections += 1;
+                self.stages.detect.record(detect);
+                self.stages.crop.record(crop);
+                if let Some(classify) = classify {
+                    self.stages.classify.record(classify);
+                }
+                Some(observations)
+            }
+            Analysis::Failed(err) => {
+                self.model_errors += 1;
+                log::error!("frame {index}: {err}");
+                None
+            }
         }
-        Some(
-            faces
-                .iter()
-                .zip(emotions)
-                .map(|(face, emotion)| Observation { bbox: face.bbox, probabilities: emotion.probabilities })
-                .collect(),
-        )
-    }
-
-    fn model_failed(&mut self, index: u64, err: &dyn std::fmt::Display) -> Option<Vec<Observation>> {
-        self.model_errors += 1;
-        log::error!("frame {index}: {err}");
-        None
     }
 
     fn log_events(&self, events: &[TrackEvent], before: &[Track]) {
@@ -296,6 +362,85 @@ impl<'a> LiveLoop<'a> {
             for track in self.tracker.tracks() {
                 sink.send(log.face_line(FaceEvent::Heartbeat, track, None, self.frame_size, now));
             }
+        }
+    }
+}
+
+/// A frame taken from the capture thread, with what a worker found in it when detection
+/// was due.
+struct Analysed {
+    captured: CapturedFrame,
+    taken_at: Instant,
+    analysis: Option<Analysis>,
+}
+
+/// Detection and classification of one frame, done on a worker thread.
+enum Analysis {
+    Found {
+        observations: Vec<Observation>,
+        detect: Duration,
+        crop: Duration,
+        /// `None` when there was no face to classify.
+        classify: Option<Duration>,
+    },
+    Failed(AnalysisError),
+}
+
+/// Why a frame's analysis gave no faces.
+#[derive(Debug, thiserror::Error)]
+enum AnalysisError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A bug in inference must not stop the loop or leave the frame's slot waiting forever.
+    #[error("inference panicked: {0}")]
+    Panicked(String),
+}
+
+/// Moves finished frames into their slots, waiting up to `wait` for the first one.
+fn receive_finished(
+    finished: &Receiver<(u64, Analysed)>,
+    in_flight: &mut BTreeMap<u64, Option<Analysed>>,
+    wait: Option<Duration>,
+) {
+    let first = match wait {
+        Some(wait) => finished.recv_timeout(wait).ok(),
+        None => None,
+    };
+    for (order, analysed) in first.into_iter().chain(finished.try_iter()) {
+        in_flight.insert(order, Some(analysed));
+    }
+}
+
+/// Detects the faces in `captured` and classifies them, timing each stage.
+fn analyse(analyzer: &Analyzer, captured: &CapturedFrame) -> Analysis {
+    let run = || -> Result<Analysis, ModelError> {
+        let frame = &captured.frame;
+        let t = Instant::now();
+        let faces = analyzer.detector().detect(&frame.rgb)?;
+        let detect = t.elapsed();
+        let t = Instant::now();
+        let batch = analyzer.crop_batch(frame, &faces);
+        let crop = t.elapsed();
+        let t = Instant::now();
+        let emotions = analyzer.classifier().classify_batch(&batch, faces.len())?;
+        let classify = (!faces.is_empty()).then(|| t.elapsed());
+        let observations = faces
+            .iter()
+            .zip(emotions)
+            .map(|(face, emotion)| Observation { bbox: face.bbox, probabilities: emotion.probabilities })
+            .collect();
+        Ok(Analysis::Found { observations, detect, crop, classify })
+    };
+    match catch_unwind(AssertUnwindSafe(run)) {
+        Ok(Ok(analysis)) => analysis,
+        Ok(Err(err)) => Analysis::Failed(err.into()),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Analysis::Failed(AnalysisError::Panicked(message))
         }
     }
 }

@@ -108,9 +108,10 @@ fn camera_faults_mid_stream_are_counted_and_recovered_without_losing_log_lines()
     )
     .unwrap();
     let tracker = Tracker::new(7, TrackerSettings::default()).unwrap();
-    let options = LoopOptions { detect_every: 1, heartbeat: None, max_frames: None };
-    let summary =
-        LiveLoop::new(&analyzer, tracker, Some(&sink), options).run(&capture, &AtomicBool::new(false), &mut |_| {});
+    let options = LoopOptions { detect_every: 1, heartbeat: None, max_frames: None, workers: 1 };
+    let summary = LiveLoop::new(&analyzer, tracker, Some(&sink), options)
+        .run(&capture, &AtomicBool::new(false), &mut |_| {})
+        .unwrap();
     capture.stop(Duration::from_secs(1));
     let counts = sink.close(Duration::from_secs(2));
 
@@ -131,4 +132,83 @@ fn camera_faults_mid_stream_are_counted_and_recovered_without_losing_log_lines()
     );
     // The same face before and after the fault: one track, one `new` line.
     assert_eq!(lines.iter().filter(|l| l["event"] == "new").count(), 1, "{text}");
+}
+
+/// The frames a run showed its outputs: (index, whether detection ran, track ids and labels),
+/// and the log's face lines without their times (status lines count frames as they go, so
+/// they depend on timing).
+type Observed = (Vec<(u64, bool, Vec<(u64, usize)>)>, Vec<Value>);
+
+fn run_script(frames: Vec<Frame>, workers: usize, detect_every: u32) -> Observed {
+    let models = ModelPaths::in_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let analyzer = Analyzer::load(&models, AnalyzerSettings::default()).unwrap();
+    let mut steps: Vec<Step> = frames.into_iter().map(|frame| Ok(Some(frame))).collect();
+    steps.push(Ok(None));
+    let mut session = Some(steps);
+    let opener: SourceOpener = Box::new(move || match session.take() {
+        Some(steps) => Ok(Box::new(ScriptedCamera { steps: steps.into() }) as Box<dyn FrameSource>),
+        None => Err(lost("played once")),
+    });
+    let fast = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(5) };
+    let capture = Capture::start(opener, fast).unwrap();
+    let port = Port::default();
+    let writer = port.clone();
+    let sink = LineSink::start(
+        "memory port",
+        Box::new(move || Ok(Box::new(writer.clone()) as Box<dyn Write + Send>)),
+        64,
+        fast,
+    )
+    .unwrap();
+    let tracker = Tracker::new(7, TrackerSettings::default()).unwrap();
+    let options = LoopOptions { detect_every, heartbeat: None, max_frames: None, workers };
+    let mut shown = Vec::new();
+    let summary = LiveLoop::new(&analyzer, tracker, Some(&sink), options)
+        .run(&capture, &AtomicBool::new(false), &mut |report| {
+            let tracks = report.tracks.iter().map(|t| (t.id(), t.label())).collect();
+            shown.push((report.frame.index, report.detected, tracks));
+        })
+        .unwrap();
+    capture.stop(Duration::from_secs(1));
+    let counts = sink.close(Duration::from_secs(2));
+    assert_eq!((counts.dropped, summary.model_errors), (0, 0));
+    let face_lines = port
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line.get("track").is_some())
+        .map(|mut line| {
+            line.as_object_mut().unwrap().remove("time");
+            line
+        })
+        .collect();
+    (shown, face_lines)
+}
+
+#[test]
+fn several_workers_report_every_frame_in_order_with_the_same_log_as_one() {
+    let image = |name: &str| {
+        Frame::from_rgb(image::open(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap().to_rgb8())
+    };
+    let (astronaut, hopper) = (image("astronaut.png"), image("grace_hopper.jpg"));
+    let empty = Frame::from_rgb(image::RgbImage::from_pixel(320, 240, image::Rgb([90, 120, 150])));
+    // A face, a different person long enough for the first track to end, no one, then the
+    // first face again: `new`, `lost` and `new` events whose order depends on frame order.
+    let mut script = vec![astronaut.clone(); 3];
+    script.extend(vec![hopper; 8]);
+    script.extend(vec![empty; 12]);
+    script.extend(vec![astronaut; 3]);
+    for detect_every in [1, 3] {
+        let (one_shown, one_log) = run_script(script.clone(), 1, detect_every);
+        assert_eq!(one_shown.len(), script.len());
+        assert!(one_shown.iter().enumerate().all(|(i, shown)| shown.0 == i as u64), "{one_shown:?}");
+        let events: Vec<&str> = one_log.iter().filter_map(|l| l["event"].as_str()).collect();
+        assert!(events.iter().filter(|&&e| e == "new").count() >= 3, "{events:?}");
+        assert!(events.contains(&"lost"), "{events:?}");
+        for workers in [2, 3] {
+            let (shown, log) = run_script(script.clone(), workers, detect_every);
+            assert_eq!(shown, one_shown, "{workers} workers, detection every {detect_every} frames");
+            assert_eq!(log, one_log, "{workers} workers, detection every {detect_every} frames");
+        }
+    }
 }

@@ -42,9 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     export_cmd = commands.add_parser("export", help="checkpoint -> float ONNX with preprocessing metadata")
     export_cmd.add_argument("--checkpoint", required=True)
     export_cmd.add_argument("--out", required=True)
-    export_cmd.add_argument(
-        "--mirror-average", action="store_true", help="the graph averages each face's logits with its mirror image's (twice the compute)"
-    )
 
     quantize_cmd = commands.add_parser("quantize", help="float ONNX -> int8 ONNX, calibrated on training images")
     quantize_cmd.add_argument("--model", required=True, help="float ONNX from `export`")
@@ -58,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_cmd.add_argument("--data", required=True)
     evaluate_cmd.add_argument("--usage", default="PublicTest", choices=("Training", "PublicTest", "PrivateTest"))
     evaluate_cmd.add_argument("--json", action="store_true", help="one JSON object per model")
+    evaluate_cmd.add_argument(
+        "--mirror", action="store_true", help="score each face averaged with its mirror image, as the device does by default"
+    )
     evaluate_cmd.add_argument(
         "--with-predictions", action="store_true", help="with --json: add each row's predicted class index, in data order"
     )
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             from .export import export
 
-            print(f"wrote {export(args.checkpoint, args.out, args.mirror_average)}")
+            print(f"wrote {export(args.checkpoint, args.out)}")
         elif args.command == "quantize":
             from .quantize import quantize
 
@@ -127,13 +127,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     predictions = []
     for model in args.model:
-        result, probs = evaluate_onnx(model, args.data, args.usage)
+        result, probs = evaluate_onnx(model, args.data, args.usage, args.mirror)
         predictions.append(probs.argmax(1))
         if args.json:
             extra = {"predictions": probs.argmax(1).tolist()} if args.with_predictions else {}
-            print(json.dumps({"model": model, "usage": args.usage, **result, **extra}))
+            print(json.dumps({"model": model, "usage": args.usage, "mirror": args.mirror, **result, **extra}))
         else:
-            print(f"== {model} on {args.usage}\n{format_report(result)}\n")
+            mirrored = ", each face averaged with its mirror image" if args.mirror else ""
+            print(f"== {model} on {args.usage}{mirrored}\n{format_report(result)}\n")
     for model, other in zip(args.model[1:], predictions[1:]):
         agreement = float((other == predictions[0]).mean()) if len(other) else 0.0
         line = {"agreement_top1": agreement, "reference": args.model[0], "model": model}

@@ -20,16 +20,35 @@ def preprocess(images_u8: np.ndarray, metadata: dict[str, str]) -> np.ndarray:
     return ((images_u8.astype(np.float32) * scale - mean) / std)[:, None, :, :].astype(np.float32)
 
 
-def onnx_probabilities(model_path: str, images_u8: np.ndarray, batch_size: int = 256, threads: int = 1) -> np.ndarray:
-    """Class probabilities (N, K) from onnxruntime."""
+def mirror_average(probs: np.ndarray, mirrored_probs: np.ndarray) -> np.ndarray:
+    """The softmax of the mean logits of each face and its mirror image, from the two softmaxes.
+
+    softmax((a + b) / 2) is proportional to sqrt(softmax(a) * softmax(b)): the normalised
+    geometric mean, which the device computes the same way (`classify.mirror`).
+    """
+    geometric = np.sqrt(probs.astype(np.float64) * mirrored_probs.astype(np.float64))
+    return (geometric / geometric.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def onnx_probabilities(
+    model_path: str, images_u8: np.ndarray, batch_size: int = 256, threads: int = 1, mirror: bool = False
+) -> np.ndarray:
+    """Class probabilities (N, K) from onnxruntime; with `mirror`, each face averaged with its mirror image."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
     metadata = read_metadata(model_path)
-    x = preprocess(images_u8, metadata)
     name = session.get_inputs()[0].name
-    out = [session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        out = [session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
+
+    x = preprocess(images_u8, metadata)
+    probs = run(x)
+    if mirror and metadata.get("test_time") != "mirror-average":
+        probs = mirror_average(probs, run(np.ascontiguousarray(x[:, :, :, ::-1])))
+    return probs
 
 
 def report(labels: np.ndarray, predictions: np.ndarray, class_names=CLASS_NAMES) -> dict:
@@ -56,10 +75,10 @@ def report(labels: np.ndarray, predictions: np.ndarray, class_names=CLASS_NAMES)
     }
 
 
-def evaluate_onnx(model_path: str, data_path: str, usage: str) -> tuple[dict, np.ndarray]:
+def evaluate_onnx(model_path: str, data_path: str, usage: str, mirror: bool = False) -> tuple[dict, np.ndarray]:
     """Report for `model_path` on one usage of the data, and its probabilities."""
     split = load(data_path, (usage,))[usage]
-    probs = onnx_probabilities(model_path, split.images)
+    probs = onnx_probabilities(model_path, split.images, mirror=mirror)
     return report(split.labels, probs.argmax(1)), probs
 
 

@@ -22,30 +22,26 @@ import torch
 from torch import nn
 
 from .data import CLASS_NAMES, IMAGE_SIDE
-from .train import TrainConfig, load_checkpoint_model, mirror_averaged_logits
+from .train import TrainConfig, load_checkpoint_model
 
 METADATA_PREFIX = "emotion_pi."
 OPSET = 13
 
 
 class WithSoftmax(nn.Module):
-    """Probabilities from the logits of `model`; with `mirror_average`, of the face and its mirror image averaged.
+    """Probabilities from the logits of `model`, for one face at a time.
 
-    Mirror averaging is `train.mirror_averaged_logits`, as checkpoints are scored with
-    `predict_logits(flip=True)`. The graph holds the network twice
-    on shared weights rather than once on a doubled batch: tract 0.23.9 runs a batch of 2 at
-    2.3x the time of a batch of 1 (channels-last, measured here with `tract ... -O bench`),
-    two batch-1 passes at 2.1x.
+    Averaging a face with its mirror image is the runtime's choice (`classify.mirror` on the
+    device, `evaluate --mirror` here), not the graph's: a graph holding the network twice
+    costs twice the load time on the device even when the mirror is not wanted.
     """
 
-    def __init__(self, model: nn.Module, mirror_average: bool = False):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.mirror_average = mirror_average
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = mirror_averaged_logits(self.model, x) if self.mirror_average else self.model(x)
-        return torch.softmax(logits, dim=1)
+        return torch.softmax(self.model(x), dim=1)
 
 
 def _architecture(config: TrainConfig) -> str:
@@ -87,10 +83,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key[len(METADATA_PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)}
 
 
-def export(checkpoint: str | Path, out: str | Path, mirror_average: bool = False) -> Path:
-    """Write the float ONNX model for `checkpoint` to `out`, averaging each face with its mirror if asked."""
+def export(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write the float ONNX model for `checkpoint` to `out`."""
     model, config = load_checkpoint_model(checkpoint)
-    wrapped = WithSoftmax(model, mirror_average).eval()
+    wrapped = WithSoftmax(model).eval()
     dummy = torch.zeros(1, 1, IMAGE_SIDE, IMAGE_SIDE)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -108,8 +104,7 @@ def export(checkpoint: str | Path, out: str | Path, mirror_average: bool = False
         dynamo=False,
     )
     onnx_model = onnx.load(str(out))
-    test_time = "mirror-average" if mirror_average else "single"
-    set_metadata(onnx_model, metadata_for(config, {"precision": "float32", "test_time": test_time}))
+    set_metadata(onnx_model, metadata_for(config, {"precision": "float32", "test_time": "single"}))
     onnx.checker.check_model(onnx_model)
     onnx.save(onnx_model, str(out))
     return out

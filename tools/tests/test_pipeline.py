@@ -290,8 +290,8 @@ def test_ensemble_scores_checkpoints_alone_and_averaged(tiny_csv, tmp_path, caps
     probs = []
     for i, path in enumerate(paths):
         onnx_path = tmp_path / f"model{i}.onnx"
-        assert main(["export", "--checkpoint", path, "--out", str(onnx_path)] + (["--mirror-average"] if mirror else [])) == 0
-        probs.append(onnx_probabilities(str(onnx_path), split.images))
+        assert main(["export", "--checkpoint", path, "--out", str(onnx_path)]) == 0
+        probs.append(onnx_probabilities(str(onnx_path), split.images, mirror=mirror))
     averaged = (probs[0] + probs[1]) / 2
     capsys.readouterr()
 
@@ -315,26 +315,36 @@ def test_ensemble_names_a_missing_checkpoint(tiny_csv, tmp_path, capsys):
     assert str(missing) in capsys.readouterr().err
 
 
-def test_mirror_averaged_export_matches_flip_scoring_and_survives_quantization(tiny_csv, tmp_path):
+def test_evaluate_mirror_matches_flip_scoring_and_survives_quantization(tiny_csv, tmp_path, capsys):
     from emotion_tools.train import predict_logits
 
     # The two-epoch fixture model answers nearly the same for every face, which would hide a
-    # graph that ignored the mirror.
+    # mirror that was ignored.
     split = load(tiny_csv, (PUBLIC_TEST,))[PUBLIC_TEST]
     checkpoint = _face_dependent_random_checkpoint(tmp_path / "random.pt", split.images, seed=5)
     config = load_checkpoint_model(checkpoint)[1]
 
-    float_path = tmp_path / "mirror.onnx"
-    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(float_path), "--mirror-average"]) == 0
-    assert read_metadata(float_path)["test_time"] == "mirror-average"
+    float_path = tmp_path / "single.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(float_path)]) == 0
+    assert read_metadata(float_path)["test_time"] == "single"
     model, _ = load_checkpoint_model(checkpoint)
     x = normalise(torch.from_numpy(split.images), config.mean, config.std)
+    # The softmax of the mean logits, computed by torch from the checkpoint: the geometric mean
+    # of the two onnxruntime softmaxes must equal it.
     expected = torch.softmax(predict_logits(model, x, flip=True), 1).numpy()
-    onnx_probs = onnx_probabilities(str(float_path), split.images)
-    np.testing.assert_allclose(onnx_probs, expected, atol=1e-4)
-    assert np.abs(onnx_probs - torch.softmax(predict_logits(model, x), 1).numpy()).max() > 1e-3
+    mirrored = onnx_probabilities(str(float_path), split.images, mirror=True)
+    np.testing.assert_allclose(mirrored, expected, atol=1e-4)
+    single = onnx_probabilities(str(float_path), split.images)
+    np.testing.assert_allclose(single, torch.softmax(predict_logits(model, x), 1).numpy(), atol=1e-4)
+    assert np.abs(mirrored - single).max() > 1e-3
 
-    int8_path = tmp_path / "mirror_int8.onnx"
+    int8_path = tmp_path / "int8.onnx"
     assert main(["quantize", "--model", str(float_path), "--data", str(tiny_csv), "--out", str(int8_path), "--calibration-count", "50"]) == 0
-    assert read_metadata(int8_path)["test_time"] == "mirror-average"
-    assert np.abs(onnx_probabilities(str(int8_path), split.images) - onnx_probs).max() < 0.1
+    assert np.abs(onnx_probabilities(str(int8_path), split.images, mirror=True) - mirrored).max() < 0.1
+
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(int8_path), "--data", str(tiny_csv), "--json", "--mirror", "--with-predictions"]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[0])
+    int8_mirrored = onnx_probabilities(str(int8_path), split.images, mirror=True)
+    assert line["mirror"] is True
+    assert line["predictions"] == int8_mirrored.argmax(1).tolist()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use emotion_pi::analyze::ModelPaths;
+use emotion_pi::config::MAX_WORKERS;
 use emotion_pi::report::print_report;
 
 use crate::live::{run_live_bench, LiveBenchOptions};
@@ -54,6 +55,9 @@ pub struct LiveArgs {
     /// Image folder to loop [default: the built-in portrait framed at 640x480].
     #[arg(long, value_name = "DIR")]
     pub source: Option<PathBuf>,
+    /// Frames analysed at once, each on its own thread; 0 = one per CPU core.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=MAX_WORKERS as u64))]
+    pub workers: u64,
 }
 
 /// Flags of `soak`.
@@ -96,7 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let models = ModelPaths::in_dir(&cli.models.unwrap_or_else(ModelPaths::default_dir));
     match cli.command {
         Command::Live(args) => {
-            let options = LiveBenchOptions { source: args.source, frames: args.frames };
+            let options = LiveBenchOptions { source: args.source, frames: args.frames, workers: args.workers as usize };
             print_report(&run_live_bench(&models, &options)?, cli.json)?;
         }
         Command::Soak(args) => {

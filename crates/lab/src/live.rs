@@ -22,6 +22,8 @@ pub struct LiveBenchOptions {
     /// Folder or image to loop; default: the bench portrait framed at 640×480.
     pub source: Option<PathBuf>,
     pub frames: u64,
+    /// Frames analysed at once (`inference.workers`; 0 = one per CPU core).
+    pub workers: usize,
 }
 
 /// What the live benchmark measured.
@@ -29,6 +31,8 @@ pub struct LiveBenchOptions {
 pub struct LiveBenchReport {
     pub source: String,
     pub frames: u64,
+    /// Worker threads that analysed the frames.
+    pub workers: usize,
     pub detections: u64,
     pub seconds: f64,
     pub fps: f64,
@@ -84,6 +88,7 @@ pub fn run_live_bench(models: &ModelPaths, options: &LiveBenchOptions) -> anyhow
     config.source.loop_images = true;
     config.source.fps = 0;
     config.serial.heartbeat_secs = 1.0;
+    config.inference.workers = options.workers;
     let mut settings = config.settings(Path::new("(bench)"))?;
     settings.serial = SerialTarget::File(PathBuf::from("/dev/null"));
     let mut rss_baseline = 0;
@@ -103,6 +108,7 @@ pub fn run_live_bench(models: &ModelPaths, options: &LiveBenchOptions) -> anyhow
     Ok(LiveBenchReport {
         source: source.display().to_string(),
         frames: summary.frames,
+        workers: settings.workers,
         detections: summary.detections,
         seconds: summary.seconds,
         fps: summary.fps,
@@ -126,9 +132,10 @@ impl Report for LiveBenchReport {
             format!("RSS at the end: {} KiB (growth is measured from frame {RSS_BASELINE_FRAME} on)", self.rss_end_kib)
         };
         let mut text = format!(
-            "live loop on {}: {} frames ({} detections) in {:.1} s = {:.1} FPS sustained, {} log lines\n{memory}\n\n\
-             {:<10}{:>10}{:>10}{:>10}\n",
+            "live loop on {} with {} worker(s): {} frames ({} detections) in {:.1} s = {:.1} FPS sustained, \
+             {} log lines\n{memory}\n\n{:<10}{:>10}{:>10}{:>10}\n",
             self.source,
+            self.workers,
             self.frames,
             self.detections,
             self.seconds,

@@ -175,12 +175,12 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use emotion_pi::classify::TractClassifier;
+    use emotion_pi::classify::{ClassifierSettings, TractClassifier};
 
     #[test]
     fn every_node_is_timed_once_and_the_totals_add_up() {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/emotion_mobilenet_int8.onnx");
-        let classifier = TractClassifier::load(&path).expect("shipped model loads");
+        let classifier = TractClassifier::load(&path, ClassifierSettings::default()).expect("shipped model loads");
         let profile = profile_plan(&path, classifier.plan(), 1).expect("profile");
         let mut ids: Vec<usize> = profile.nodes.iter().map(|n| n.node).collect();
         ids.sort_unstable();
