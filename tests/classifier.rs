@@ -49,3 +49,34 @@ fn wrong_buffer_length_is_an_error_not_a_panic() {
     assert!(c.classify_batch(&[0.0; 10], 1).is_err());
     assert!(c.classify_batch(&[], 0).expect("empty batch").is_empty());
 }
+
+#[test]
+fn weights_dequantized_at_parse_give_the_same_outputs_bit_for_bit_as_tracts_own_dequantization() {
+    use emotion_pi::model::{ConvLayout, LoadedOnnx};
+    use tract_onnx::prelude::*;
+
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/emotion_mobilenet_int8.onnx");
+    let folded = LoadedOnnx::read(&path).unwrap();
+    let as_exported = LoadedOnnx {
+        path: path.clone(),
+        model: tract_onnx::onnx().with_ignore_value_info(true).model_for_path(&path).unwrap(),
+        metadata: folded.metadata.clone(),
+    };
+    let count_dequantize =
+        |loaded: &LoadedOnnx| loaded.model.nodes.iter().filter(|n| n.op.name() == "DequantizeLinear").count();
+    assert_eq!(count_dequantize(&folded), 0);
+    assert!(count_dequantize(&as_exported) > 20, "the shipped model stores its weights as int8");
+    let shape = [1, 1, 48, 48];
+    // A face-like ramp with texture, so every channel sees varied input.
+    let face: Vec<f32> =
+        (0..48 * 48).map(|i| ((i % 48) as f32 * 0.05 - 1.2) + ((i / 48) as f32 * 0.37).sin()).collect();
+    let run = |loaded: &LoadedOnnx| -> Vec<u32> {
+        let plan = loaded.runnable(&shape, ConvLayout::ChannelsLast).unwrap();
+        let input = Tensor::from_shape(&shape, &face).unwrap();
+        let outputs = plan.run(tvec!(input.into())).unwrap();
+        outputs[0].try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().iter().map(|p| p.to_bits()).collect()
+    };
+    let (ours, tracts) = (run(&folded), run(&as_exported));
+    assert_eq!(ours.len(), 7);
+    assert_eq!(ours, tracts);
+}

@@ -75,8 +75,8 @@ impl TractClassifier {
         let mirror = settings.mirror && metadata.test_time != MIRRORED_GRAPH;
         let classifier = Self { plan, metadata, mirror, path: path.to_owned() };
         // One run at load time turns a class-count mismatch into a load error, not a per-face one.
-        let probe = classifier.classify_batch(&vec![0.0; side * side], 1)?;
-        if probe.len() != 1 || probe[0].probabilities.len() != classifier.metadata.class_names.len() {
+        let probe = classifier.run_face(&vec![0.0; side * side])?;
+        if probe.len() != classifier.metadata.class_names.len() {
             return Err(ModelError::Unsupported {
                 path: path.to_owned(),
                 reason: format!(
