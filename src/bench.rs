@@ -57,6 +57,8 @@ pub struct BenchReport {
     pub arch: &'static str,
     /// The emotion model's file, precision and test-time processing.
     pub classifier: String,
+    /// How many times the emotion graph runs per face: 2 when this runtime adds the mirror image.
+    pub graph_runs_per_face: usize,
     /// The matrix-product kernels tract picked for this CPU, per model: kernel name → products.
     pub kernels: BTreeMap<String, BTreeMap<String, usize>>,
     pub stages: Vec<StageTiming>,
@@ -178,6 +180,7 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
             let classifier = analyzer.classifier();
             format!("{} ({}; {})", paths.classifier.display(), classifier.metadata().precision, classifier.scoring())
         },
+        graph_runs_per_face: analyzer.classifier().graph_runs_per_face(),
         kernels: BTreeMap::from([
             (model_name(&paths.detector), product_kernels(analyzer.detector().plan())),
             (model_name(&paths.classifier), product_kernels(analyzer.classifier().plan())),

@@ -287,13 +287,14 @@ def load_cost(marks, thread: int, strace: str, detector: str, classifier: str, i
 
 
 def count_tract(binary: Path, armcount: Path, board: Board, root: Path, iterations: int,
-                detector: str, classifier: str, work: Path) -> dict:
-    """Counts `emotion-pi bench` on `board`: load and every bench stage, per run."""
+                detector: str, classifier: str, work: Path, mirror: bool = True) -> dict:
+    """Counts `emotion-pi bench` on `board`: load and every bench stage, per run; without
+    `mirror`, with each face scored alone (`--no-mirror`)."""
     marks, out = work / f"{board.cpu}.marks", work / f"{board.cpu}.counts"
     cmd = armcount_cmd(armcount, board, root, marks, [SYS_OPENAT, SYS_CLOCK_GETTIME], out) + [
         str(binary), "bench", "--json", "--iterations", str(iterations),
         "--detector-model", detector, "--emotion-model", classifier, "--image", BENCH_IMAGE,
-    ]
+    ] + ([] if mirror else ["--no-mirror"])
     env = dict(os.environ, QEMU_STRACE="1")
     env.pop("RUST_LOG", None)
     log(f"{board.cpu}: emotion-pi bench --iterations {iterations} under the counter")
@@ -316,6 +317,7 @@ def count_tract(binary: Path, armcount: Path, board: Board, root: Path, iteratio
     counts = read_counts(out)
     return {
         "classifier": report.get("classifier"),
+        "graph_runs_per_face": report.get("graph_runs_per_face", 1),
         "kernels": report.get("kernels", {}),
         "faces": report.get("faces"),
         "threads": counts.get("threads"),
@@ -350,8 +352,11 @@ def count_onnxruntime(armcount: Path, board: Board, root: Path, model: str, iter
 
 
 def summary(tract: dict, ort: dict | None) -> list[dict]:
-    """The headline stages, each with onnxruntime's counterpart where it has one."""
+    """The headline stages, each with onnxruntime's counterpart where it has one: onnxruntime's
+    emotion run counted as many times per face as tract runs the graph (face and mirror image)."""
     bench = tract["bench_stages"]
+    passes = tract.get("graph_runs_per_face", 1)
+    ort_face = ort and {key: value * passes for key, value in ort["emotion"]["run"].items()}
 
     def stage(name: str) -> dict:
         if name not in bench:
@@ -369,8 +374,8 @@ def summary(tract: dict, ort: dict | None) -> list[dict]:
         ("  emotion model load", tract["load"]["classifier"], ort and ort["emotion"]["load"]),
         ("detector inference per frame", stage("detect: inference"), ort and ort["detector"]["run"]),
         ("detector per frame (letterbox+inference+decode)", total(detector_frame), None),
-        ("classifier per face", stage("classify (per face)"), ort and ort["emotion"]["run"]),
-        (FRAME, stage(FRAME), ort and total([ort["detector"]["run"], ort["emotion"]["run"]])),
+        ("classifier per face", stage("classify (per face)"), ort_face),
+        (FRAME, stage(FRAME), ort and total([ort["detector"]["run"], ort_face])),
     ]
     return [{"stage": name, "tract": dict(t), "onnxruntime": o and dict(o)} for name, t, o in rows]
 
@@ -383,7 +388,8 @@ def print_table(results: dict) -> None:
     print("emotion-pi: aarch64 instructions per stage, counted with armcount under qemu-aarch64 (exact, repeatable)")
     print("Times are ESTIMATES from the counts, not measurements: instructions / (IPC x the board's clock).")
     print(f"Frame: {BENCH_IMAGE} framed at 640x480, one face. onnxruntime: its aarch64 wheel, one thread,")
-    print("inference only (its 'frame' is detector + classifier runs; tract's includes letterbox, decode, crop).")
+    print("inference only (its 'frame' is detector + classifier runs; tract's includes letterbox, decode, crop);")
+    print("its classifier runs as often per face as tract's (twice with the mirror image, classify.mirror).")
     for cpu, entry in results["cpus"].items():
         board = BOARDS[cpu]
         tract = entry["tract"]
@@ -459,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu", action="append", choices=sorted(BOARDS),
                         help="CPU model to count on (repeat; default: cortex-a72, cortex-a53 and cortex-a76)")
     parser.add_argument("--iterations", type=int, default=3, help="timed runs per stage (median; at least 2)")
+    parser.add_argument("--no-mirror", action="store_true",
+                        help="count the device with classify.mirror = false (each face scored alone)")
     parser.add_argument("--no-ort", action="store_true", help="skip onnxruntime")
     parser.add_argument("--ort-all-cpus", action="store_true", help="count onnxruntime on every CPU (default: cortex-a72 only)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -477,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--iterations must be at least 2 (consecutive timed runs tell the stages apart)")
     cpus = args.cpu or ["cortex-a72", "cortex-a53", "cortex-a76"]
     with_ort = not args.no_ort
+    if args.no_mirror and (args.check or args.write_baseline):
+        parser.error("the baseline counts the shipped default settings: --no-mirror cannot check or write it")
     if args.check or args.write_baseline:
         cpus = ["cortex-a72"] if args.check else sorted(set(cpus) | {"cortex-a72"}, key=list(BOARDS).index)
         with_ort = with_ort and not args.check
@@ -499,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             ort_here = with_ort and (cpu == "cortex-a72" or args.ort_all_cpus)
             root = board_root(board, args.armcount, with_ort)
             tract = count_tract(BINARY, args.armcount, board, root, args.iterations,
-                                args.detector_model, args.emotion_model, work)
+                                args.detector_model, args.emotion_model, work, mirror=not args.no_mirror)
             ort = None
             if ort_here:
                 ort = {

@@ -107,6 +107,15 @@ impl TractClassifier {
         }
     }
 
+    /// How many times the graph runs per face: 2 when this runtime adds the mirror image.
+    pub fn graph_runs_per_face(&self) -> usize {
+        if self.mirror {
+            2
+        } else {
+            1
+        }
+    }
+
     /// Floats per face in the batch buffer (input side squared).
     pub fn face_len(&self) -> usize {
         (self.metadata.input_size * self.metadata.input_size) as usize
