@@ -17,7 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import panel  # noqa: E402  (tools/board/panel.py)
 
-BOOT_TIMEOUT = 90.0
+# Seconds from qemu's start to the board's shell: busybox (level 1), systemd (level 2).
+BOOT_TIMEOUT = {1: 90.0, 2: 300.0}
 # vivid's module options: one instance with a video capture and a video output node.
 VIVID = "vivid n_devs=1 node_types=0x101"
 # Pixel formats the firmware reads (src/capture/convert.rs), as V4L2 fourccs, and config names.
@@ -36,7 +37,7 @@ class CheckFailed(Exception):
 class Board:
     """One boot of the board; commands go to its shell, results come back line by line."""
 
-    def __init__(self, cache: Path, name: str, trace: bool = False):
+    def __init__(self, cache: Path, name: str, trace: bool = False, level: int = 1):
         self.run_dir = cache / "runs" / name
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.uart = self.run_dir / "uart.log"
@@ -47,20 +48,36 @@ class Board:
                 stale.unlink()
         command = [
             "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
-            "-nodefaults", "-display", "none",
-            "-kernel", str(cache / "kernel" / "vmlinuz"), "-initrd", str(cache / "initrd.img"),
-            "-dtb", str(cache / "board.dtb"), "-append", "console=hvc0 quiet board.mode=serve",
-            "-serial", f"file:{self.uart}",
-            "-chardev", "stdio,id=console,signal=off", "-device", "virtio-serial-device",
-            "-device", "virtconsole,chardev=console",
+            "-nodefaults", "-display", "none", "-kernel", str(cache / "kernel" / "vmlinuz"),
+            "-dtb", str(cache / "board.dtb"), "-serial", f"file:{self.uart}", "-device", "virtio-serial-device",
         ]
+        if level == 1:
+            command += [
+                "-initrd", str(cache / "initrd.img"), "-append", "console=hvc0 quiet board.mode=serve",
+                "-chardev", "stdio,id=console,signal=off", "-device", "virtconsole,chardev=console",
+            ]
+        else:
+            # systemd on the Debian disk (a throw-away snapshot of the cached image, so each
+            # boot starts clean); the payload disk brings the .deb. hvc0 is the console, kept
+            # in a file; hvc1 is the host's channel.
+            command += [
+                "-initrd", str(cache / "base.cpio.gz"),
+                "-append", "console=hvc0 quiet board.mode=disk systemd.show_status=0",
+                "-drive", f"if=none,id=root,format=raw,snapshot=on,file={cache / 'rootfs.img'}",
+                "-device", "virtio-blk-device,drive=root",
+                "-drive", f"if=none,id=payload,format=raw,readonly=on,file={cache / 'payload.img'}",
+                "-device", "virtio-blk-device,drive=payload",
+                "-chardev", f"file,id=console,path={self.run_dir / 'boot.log'}",
+                "-device", "virtconsole,chardev=console",
+                "-chardev", "stdio,id=harness,signal=off", "-device", "virtconsole,chardev=harness",
+            ]
         if self.trace:
             command += ["-trace", "pl061_set_output", "-D", str(self.trace)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT)
         self.lines: "queue.Queue[str | None]" = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        ready = self._expect(lambda line: line.startswith("@@ready"), BOOT_TIMEOUT, "the board's shell")
+        ready = self._expect(lambda line: line.startswith("@@ready"), BOOT_TIMEOUT[level], "the board's shell")
         self.kernel = ready.split()[1] if len(ready.split()) > 1 else "?"
 
     def _read(self):
