@@ -23,9 +23,9 @@ DEB=$ROOT/target/emotion-pi_arm64.deb
 # The modules the checks load, virtio for the console, and the disk and ext4 that level 2
 # boots from; their dependencies follow from modules.dep.
 MODULES="vivid spi-gpio virtio_mmio virtio_console virtio_blk ext4 crc32c_generic"
-# Level 2's root file system: systemd and udev, adduser for the package's postinst, kmod
-# for modprobe, mawk for the guest's helpers.
-ROOTFS_PACKAGES="systemd,systemd-sysv,udev,adduser,kmod,mawk"
+# Level 2's root file system: systemd, udev and D-Bus (systemd-run talks to systemd through
+# it), adduser for the package's postinst, kmod for modprobe, mawk for the guest's helpers.
+ROOTFS_PACKAGES="systemd,systemd-sysv,udev,dbus,adduser,kmod,mawk"
 DEBIAN_MIRRORS=("deb http://deb.debian.org/debian bookworm main"
   "deb http://deb.debian.org/debian bookworm-updates main"
   "deb http://deb.debian.org/debian-security bookworm-security main")
@@ -174,7 +174,9 @@ app_initramfs() {
 # removed again if this made it.
 rootfs() {
   local out="$CACHE/rootfs.img" stamp
-  stamp="$ROOTFS_PACKAGES $(cat "$HERE"/level2/* "$CACHE/kernel/modules.list" | sha256sum | cut -c1-16)"
+  # Remade when the package list, the board's files in level2/ or the kernel's modules change.
+  stamp="$ROOTFS_PACKAGES $( (cat "$HERE"/level2/*; ls "$CACHE/kernel/root/lib/modules"; echo "$MODULES") \
+    | sha256sum | cut -c1-16)"
   if [ -f "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then return; fi
   say "making the level-2 root file system (mmdebstrap, Debian 12 arm64: $ROOTFS_PACKAGES)"
   local binfmt=/proc/sys/fs/binfmt_misc registered="" tmp
