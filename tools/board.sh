@@ -3,10 +3,13 @@
 # qemu-system-aarch64, with real kernel drivers behind every device node it opens
 # (vivid camera, spi-gpio + spidev panel bus on the PL061 GPIO lines, PL011 UART).
 #
-#   tools/board.sh test    build what is missing, run every check, exit 0 if all pass
+#   tools/board.sh test [--level 1|2] [CHECK...]
+#                          build what is missing, run the checks, exit 0 if all pass
 #   tools/board.sh shell   boot the board and leave you at its shell (Ctrl-A X quits qemu)
 #   tools/board.sh demo    run the firmware on the board; show the log and the decoded panel
 #
+# Level 1 boots a busybox initramfs holding the firmware; level 2 boots a Debian 12 root
+# file system with systemd as PID 1 from a disk image and installs the .deb with apt.
 # Everything comes from Debian packages (apt); downloads and built pieces are cached in
 # target/board/, so a second run starts at once. README: "Try it without a Pi".
 set -euo pipefail
@@ -16,8 +19,16 @@ CACHE=${BOARD_CACHE:-$ROOT/target/board}
 TARGET=aarch64-unknown-linux-gnu
 FIRMWARE=$ROOT/target/$TARGET/release/emotion-pi
 HERE=$ROOT/tools/board
-# The modules the checks load, and virtio for the console; their dependencies follow from modules.dep.
-MODULES="vivid spi-gpio virtio_mmio virtio_console"
+DEB=$ROOT/target/emotion-pi_arm64.deb
+# The modules the checks load, virtio for the console, and the disk and ext4 that level 2
+# boots from; their dependencies follow from modules.dep.
+MODULES="vivid spi-gpio virtio_mmio virtio_console virtio_blk ext4 crc32c_generic"
+# Level 2's root file system: systemd, udev and D-Bus (systemd-run talks to systemd through
+# it), adduser for the package's postinst, kmod for modprobe, mawk for the guest's helpers.
+ROOTFS_PACKAGES="systemd,systemd-sysv,udev,dbus,adduser,kmod,mawk"
+DEBIAN_MIRRORS=("deb http://deb.debian.org/debian bookworm main"
+  "deb http://deb.debian.org/debian bookworm-updates main"
+  "deb http://deb.debian.org/debian-security bookworm-security main")
 
 say() { printf 'board: %s\n' "$*" >&2; }
 
@@ -29,6 +40,9 @@ host_tools() {
   command -v cpio >/dev/null || missing+=(cpio)
   command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
   command -v python3 >/dev/null || missing+=(python3)
+  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
+  [ -e /usr/lib/binfmt.d/qemu-aarch64.conf ] || missing+=(qemu-user-static)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     apt-get update -qq
@@ -62,7 +76,9 @@ debs() {
 
 # vmlinuz and the few modules the board needs, with modules.dep made by depmod -b.
 kernel() {
-  if [ -f "$CACHE/kernel/vmlinuz" ] && [ -d "$CACHE/kernel/root/lib/modules" ]; then return; fi
+  if [ -f "$CACHE/kernel/vmlinuz" ] && [ "$(cat "$CACHE/kernel/modules.list" 2>/dev/null)" = "$MODULES" ]; then
+    return
+  fi
   say "unpacking the kernel and picking modules: $MODULES"
   local tmp kver
   tmp=$(mktemp -d)
@@ -85,6 +101,7 @@ kernel() {
   cp "$tmp/lib/modules/$kver"/modules.{order,builtin,builtin.modinfo} "$CACHE/kernel/root/lib/modules/$kver/"
   depmod -b "$CACHE/kernel/root" "$kver"
   rm -rf "$tmp"
+  echo "$MODULES" >"$CACHE/kernel/modules.list"
   mv "$CACHE/kernel/vmlinuz.new" "$CACHE/kernel/vmlinuz"
 }
 
@@ -106,7 +123,7 @@ device_tree() {
 # busybox, the C library and the modules, packed once; the firmware goes in a second archive.
 base_initramfs() {
   local out="$CACHE/base.cpio.gz"
-  if [ -f "$out" ] && [ "$out" -nt "$HERE/init" ]; then return; fi
+  if [ -f "$out" ] && [ "$out" -nt "$HERE/init" ] && [ "$out" -nt "$CACHE/kernel/modules.list" ]; then return; fi
   say "packing the base initramfs"
   local tmp
   tmp=$(mktemp -d)
@@ -152,34 +169,116 @@ app_initramfs() {
   mv "$out.new" "$out"
 }
 
+# Level 2's disk: Debian 12 arm64 with systemd, made once by mmdebstrap. The packages'
+# maintainer scripts run under qemu-user-static through binfmt_misc; the registration is
+# removed again if this made it.
+rootfs() {
+  local out="$CACHE/rootfs.img" stamp
+  # Remade when the package list, the board's files in level2/ or the kernel's modules change.
+  stamp="$ROOTFS_PACKAGES $( (cat "$HERE"/level2/*; ls "$CACHE/kernel/root/lib/modules"; echo "$MODULES") \
+    | sha256sum | cut -c1-16)"
+  if [ -f "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then return; fi
+  say "making the level-2 root file system (mmdebstrap, Debian 12 arm64: $ROOTFS_PACKAGES)"
+  local binfmt=/proc/sys/fs/binfmt_misc registered="" tmp
+  [ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt"
+  if [ ! -e "$binfmt/qemu-aarch64" ]; then
+    cat /usr/lib/binfmt.d/qemu-aarch64.conf >"$binfmt/register"
+    registered=1
+  fi
+  tmp=$(mktemp -d)
+  local status=0
+  mmdebstrap --mode=root --variant=minbase --architectures=arm64 --include="$ROOTFS_PACKAGES" \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
+    bookworm "$tmp/root" "${DEBIAN_MIRRORS[@]}" >"$CACHE/mmdebstrap.log" 2>&1 || status=$?
+  if [ -n "$registered" ]; then echo -1 >"$binfmt/qemu-aarch64"; fi
+  if [ $status -ne 0 ]; then
+    rm -rf "$tmp"
+    say "mmdebstrap failed ($status); see $CACHE/mmdebstrap.log"
+    exit 1
+  fi
+  local root="$tmp/root" level2="$HERE/level2"
+  # The excludes only kept the image small; the package installed later gets all its files.
+  rm -f "$root/etc/dpkg/dpkg.cfg.d/99mmdebstrap"
+  cp -a "$CACHE/kernel/root/lib/modules" "$root/usr/lib/"
+  install -m 644 "$level2/board-serve.service" "$root/etc/systemd/system/"
+  mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
+  ln -s ../board-serve.service "$root/etc/systemd/system/multi-user.target.wants/"
+  install -m 644 "$level2/board.conf" "$root/etc/modules-load.d/"
+  install -m 644 "$level2/vivid.conf" "$root/etc/modprobe.d/"
+  install -m 644 "$level2/90-board-serial0.rules" "$root/etc/udev/rules.d/"
+  # hvc1 is the host's channel; hvc0 (the console) and the UART keep no login prompt.
+  for unit in serial-getty@hvc0.service serial-getty@ttyAMA0.service getty@tty1.service; do
+    ln -s /dev/null "$root/etc/systemd/system/$unit"
+  done
+  echo board >"$root/etc/hostname"
+  # Room for the package and the journal beside the system.
+  local size
+  size=$(du -sm "$root" | cut -f1)
+  mkfs.ext4 -q -F -L board-root -d "$root" "$out.new" "$((size + 384))M" >/dev/null
+  rm -rf "$tmp"
+  mv "$out.new" "$out"
+  echo "$stamp" >"$out.stamp"
+}
+
+# Level 2's second disk, made each run: the .deb, the guest's helpers and the board's config.
+payload() {
+  command -v cargo-deb >/dev/null || { say "level 2 needs cargo-deb: cargo install cargo-deb"; exit 1; }
+  say "cargo deb --no-build --strip --target $TARGET"
+  cargo deb --no-build --strip --target "$TARGET" --output "$DEB" >/dev/null
+  local tmp
+  tmp=$(mktemp -d)
+  cp "$DEB" "$HERE/guest.sh" "$HERE/board.toml" "$tmp/"
+  mkfs.ext4 -q -F -L payload -d "$tmp" "$CACHE/payload.img" "$(($(du -sm "$tmp" | cut -f1) + 16))M" >/dev/null
+  rm -rf "$tmp"
+}
+
 firmware() {
   if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then rustup target add "$TARGET"; fi
   say "cargo build --release --target $TARGET"
   cargo build --release --target "$TARGET" --quiet
 }
 
+# What level 1 (initrd.img) or level 2 (rootfs.img, payload.img) boots; both share the
+# kernel, the device tree and the base initramfs.
 prepare() {
+  local level=$1
   host_tools
   debs
   kernel
   device_tree
   base_initramfs
   firmware
-  feeder
-  app_initramfs
-  cat "$CACHE/base.cpio.gz" "$CACHE/app.cpio.gz" >"$CACHE/initrd.img"
+  if [ "$level" != 2 ]; then
+    feeder
+    app_initramfs
+    cat "$CACHE/base.cpio.gz" "$CACHE/app.cpio.gz" >"$CACHE/initrd.img"
+  fi
+  if [ "$level" != 1 ]; then
+    rootfs
+    payload
+  fi
 }
 
 [ "${BOARD_SOURCED:-}" = 1 ] && return 0
 command=${1:-test}
 shift || true
 case "$command" in
-  test | demo)
-    prepare
-    exec python3 "$HERE/board.py" "$command" "$@" --cache "$CACHE"
+  test)
+    level=all
+    if [ "${1:-}" = --level ]; then
+      level=${2:?--level 1 or 2}
+      shift 2
+    fi
+    prepare "$level"
+    exec python3 "$HERE/board.py" test --level "$level" "$@" --cache "$CACHE"
+    ;;
+  demo)
+    prepare 1
+    exec python3 "$HERE/board.py" demo --cache "$CACHE"
     ;;
   shell)
-    prepare
+    prepare 1
     say "booting; the board's shell follows (Ctrl-A X quits)"
     exec qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nodefaults -display none \
       -kernel "$CACHE/kernel/vmlinuz" -initrd "$CACHE/initrd.img" -dtb "$CACHE/board.dtb" \
@@ -189,7 +288,7 @@ case "$command" in
       -device virtconsole,chardev=console -mon chardev=console,mode=readline
     ;;
   *)
-    echo "usage: tools/board.sh test|shell|demo" >&2
+    echo "usage: tools/board.sh test [--level 1|2] [CHECK...] | shell | demo" >&2
     exit 2
     ;;
 esac

@@ -28,6 +28,9 @@ for path in ./usr/bin/emotion-pi \
     grep -q " $path$" <<<"$contents" || fail "missing $path"
 done
 grep -qE " \./(usr/)?lib/systemd/system/emotion-pi\.service$" <<<"$contents" || fail "missing the systemd unit"
+# Plain Debian gives spidev and gpiochip nodes to root alone; the package's rules give them
+# to the spi and gpio groups, as Raspberry Pi OS does.
+grep -q " \./usr/lib/udev/rules.d/60-emotion-pi\.rules$" <<<"$contents" || fail "missing the udev rules"
 grep -E " \./usr/bin/emotion-pi$" <<<"$contents" | grep -q "^-rwxr-xr-x" || fail "binary not executable"
 # Stripped: with its line tables the binary is about 100 MB, too big for a small SD card.
 size=$(grep -E " \./usr/bin/emotion-pi$" <<<"$contents" | awk '{print $3}')
@@ -39,6 +42,13 @@ dpkg-deb -R "$deb" "$root"
 grep -qx "/etc/emotion-pi/config.toml" "$root/DEBIAN/conffiles" || fail "config.toml is not a conffile"
 grep -q "adduser --system" "$root/DEBIAN/postinst" || fail "postinst does not create the user"
 grep -q "systemctl\|deb-systemd" "$root/DEBIAN/postinst" || fail "postinst does not enable the unit"
+grep -q 'addgroup --system "$group"' "$root/DEBIAN/postinst" || fail "postinst does not create the spi and gpio groups"
+grep -q "udevadm trigger" "$root/DEBIAN/postinst" || fail "postinst does not apply the udev rules to existing nodes"
+grep -q "deluser --system" "$root/DEBIAN/postrm" || fail "postrm does not remove the user on purge"
+rules="$root/usr/lib/udev/rules.d/60-emotion-pi.rules"
+for subsystem in spidev gpio; do
+    grep -qE "^SUBSYSTEM==\"$subsystem\".*GROUP=\"(spi|gpio)\", MODE=\"0660\"$" "$rules" || fail "no udev rule for $subsystem"
+done
 for script in postinst prerm postrm; do
     sh -n "$root/DEBIAN/$script" || fail "$script is not valid sh"
 done

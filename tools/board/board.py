@@ -5,9 +5,11 @@ the PL061 pin trace, and runs the checks. Python standard library only."""
 
 import argparse
 import base64
+import collections
 import json
 import queue
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -17,7 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import panel  # noqa: E402  (tools/board/panel.py)
 
-BOOT_TIMEOUT = 90.0
+# Seconds from qemu's start to the board's shell: busybox (level 1), systemd (level 2).
+BOOT_TIMEOUT = {1: 90.0, 2: 300.0}
 # vivid's module options: one instance with a video capture and a video output node.
 VIVID = "vivid n_devs=1 node_types=0x101"
 # Pixel formats the firmware reads (src/capture/convert.rs), as V4L2 fourccs, and config names.
@@ -36,7 +39,7 @@ class CheckFailed(Exception):
 class Board:
     """One boot of the board; commands go to its shell, results come back line by line."""
 
-    def __init__(self, cache: Path, name: str, trace: bool = False):
+    def __init__(self, cache: Path, name: str, trace: bool = False, level: int = 1):
         self.run_dir = cache / "runs" / name
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.uart = self.run_dir / "uart.log"
@@ -47,20 +50,36 @@ class Board:
                 stale.unlink()
         command = [
             "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
-            "-nodefaults", "-display", "none",
-            "-kernel", str(cache / "kernel" / "vmlinuz"), "-initrd", str(cache / "initrd.img"),
-            "-dtb", str(cache / "board.dtb"), "-append", "console=hvc0 quiet board.mode=serve",
-            "-serial", f"file:{self.uart}",
-            "-chardev", "stdio,id=console,signal=off", "-device", "virtio-serial-device",
-            "-device", "virtconsole,chardev=console",
+            "-nodefaults", "-display", "none", "-kernel", str(cache / "kernel" / "vmlinuz"),
+            "-dtb", str(cache / "board.dtb"), "-serial", f"file:{self.uart}", "-device", "virtio-serial-device",
         ]
+        if level == 1:
+            command += [
+                "-initrd", str(cache / "initrd.img"), "-append", "console=hvc0 quiet board.mode=serve",
+                "-chardev", "stdio,id=console,signal=off", "-device", "virtconsole,chardev=console",
+            ]
+        else:
+            # systemd on the Debian disk (a throw-away snapshot of the cached image, so each
+            # boot starts clean); the payload disk brings the .deb. hvc0 is the console, kept
+            # in a file; hvc1 is the host's channel.
+            command += [
+                "-initrd", str(cache / "base.cpio.gz"),
+                "-append", "console=hvc0 quiet board.mode=disk systemd.show_status=0",
+                "-drive", f"if=none,id=root,format=raw,snapshot=on,file={cache / 'rootfs.img'}",
+                "-device", "virtio-blk-device,drive=root",
+                "-drive", f"if=none,id=payload,format=raw,readonly=on,file={cache / 'payload.img'}",
+                "-device", "virtio-blk-device,drive=payload",
+                "-chardev", f"file,id=console,path={self.run_dir / 'boot.log'}",
+                "-device", "virtconsole,chardev=console",
+                "-chardev", "stdio,id=harness,signal=off", "-device", "virtconsole,chardev=harness",
+            ]
         if self.trace:
             command += ["-trace", "pl061_set_output", "-D", str(self.trace)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT)
         self.lines: "queue.Queue[str | None]" = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        ready = self._expect(lambda line: line.startswith("@@ready"), BOOT_TIMEOUT, "the board's shell")
+        ready = self._expect(lambda line: line.startswith("@@ready"), BOOT_TIMEOUT[level], "the board's shell")
         self.kernel = ready.split()[1] if len(ready.split()) > 1 else "?"
 
     def _read(self):
@@ -294,16 +313,38 @@ def read_back_in_full(output: list[str], lines: list[str]) -> list[dict]:
     return records
 
 
+def loop_face(board: Board):
+    """vivid's HDMI output looped into its capture (the only pairing vivid loops), fed the
+    smiling astronaut: a known face through the kernel's video path."""
+    board.must("rmmod vivid && modprobe vivid n_devs=1 node_types=0x101 num_inputs=1 input_types=0x3 "
+               "num_outputs=1 output_types=0x1", 30)
+    board.must("vivid_feed /dev/video1 /dev/video0 YUYV 640 480 /board/astronaut.yuyv 0 > /tmp/feed.out 2>&1 &"
+               " wait_for 100 grep -q looped /tmp/feed.out || { cat /tmp/feed.out; false; }", 30)
+
+
 def check_uart(cache: Path, notes: list[str]):
     board = Board(cache, "uart")
+    frames = 40
     try:
-        output = board.must("timeout 300 emotion-pi -v run --serial /dev/ttyAMA0 --max-frames 12 2>&1", 320)
+        # A face in view and a status line every half second: every kind of line, many of them.
+        loop_face(board)
+        board.must("sed -e 's/^fps = .*/fps = 5\\nformat = \"yuyv\"/' -e 's/^heartbeat_secs = .*/heartbeat_secs = 0.5/' "
+                   "/etc/emotion-pi/config.toml > /tmp/uart.toml", 10)
+        began = time.monotonic()
+        output = board.must(f"timeout 500 emotion-pi -v run --config /tmp/uart.toml --serial /dev/ttyAMA0 "
+                            f"--max-frames {frames} 2>&1", 520)
+        took = time.monotonic() - began
         time.sleep(0.5)
         lines = board.uart_lines()
     finally:
         board.close()
     records = read_back_in_full(output, lines)
-    notes.append(f"{len(records)} lines read on the host from the PL011, all JSON schema v1")
+    events = collections.Counter(record.get("event", "?") for record in records)
+    if events.get("new", 0) == 0 or events.get("status", 0) < 3:
+        raise CheckFailed(f"expected status lines and a new face among the {len(records)} lines: {events}")
+    notes.append(f"{len(records)} lines read on the host from the PL011 over a {frames}-frame run ({took:.0f} s), "
+                 f"as many as the firmware wrote, all JSON schema v1: "
+                 f"{', '.join(f'{count} {kind}' for kind, count in sorted(events.items()))}")
 
 
 def check_unplug(cache: Path, notes: list[str]):
@@ -428,11 +469,7 @@ def yuyv_frame(png: Path, out: Path, width: int = 640, height: int = 480):
 def check_face(cache: Path, notes: list[str]):
     board = Board(cache, "face")
     try:
-        # HDMI in and out on one vivid instance: the only pairing vivid loops.
-        board.must("rmmod vivid && modprobe vivid n_devs=1 node_types=0x101 num_inputs=1 input_types=0x3 "
-                   "num_outputs=1 output_types=0x1", 30)
-        board.must("vivid_feed /dev/video1 /dev/video0 YUYV 640 480 /board/astronaut.yuyv 0 > /tmp/feed.out 2>&1 &"
-                   " wait_for 100 grep -q looped /tmp/feed.out || { cat /tmp/feed.out; false; }", 30)
+        loop_face(board)
         config = "/tmp/face.toml"
         board.must(f"sed 's/^fps = .*/fps = 5\\nformat = \"yuyv\"/' /etc/emotion-pi/config.toml > {config}", 10)
         output = board.must(f"timeout 500 emotion-pi -v run --config {config} --serial /tmp/face.jsonl "
@@ -451,38 +488,300 @@ def check_face(cache: Path, notes: list[str]):
                  f"box {faces[0]['box']} in {faces[0]['frame']}, through vivid's HDMI output-to-capture loop")
 
 
+
+# --- level 2: the package under systemd --------------------------------------------------
+
+SERVICE = "emotion-pi"
+# The service's config for the devices check: the board's (camera, UART) with the ST7789
+# panel on spidev0.0 and its pins on gpiochip0; one screen per start (the bus is bit-banged).
+PANEL_CONFIG = "sed 's/^kind = \"none\"/kind = \"st7789\"\\nevery = 1000000/' /board/board.toml"
+# The file system as listed before the install and after the purge. Left out: what
+# changes by itself or by apt's own bookkeeping (logs, caches, dpkg's daily backups, dpkg's
+# and apt's databases), the kernel's trees, and the host's payload.
+FILES_LISTING = ("find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp "
+                 "-o -path /board -o -path /var/log -o -path /var/cache -o -path /var/backups -o -path /var/lib/apt "
+                 "-o -path /var/lib/dpkg "
+                 "\\) -prune -o -print | sort; getent passwd | cut -d: -f1 | sed 's/^/user /' | sort; "
+                 "getent group | cut -d: -f1 | sed 's/^/group /' | sort")
+DEVICES = ["/dev/video0", "/dev/spidev0.0", "/dev/gpiochip0", "/dev/ttyAMA0"]
+# Unit settings that are about running the service, not its sandbox; the others are given
+# to the transient unit of the devices check.
+NOT_SANDBOX = {"Type", "ExecStart", "WatchdogSec", "TimeoutStartSec", "TimeoutStopSec", "Restart", "RestartSec",
+               "Environment", "StateDirectory", "WorkingDirectory"}
+
+
+class SystemdBoard:
+    """The level-2 board, booted once for all its checks: they build on each other
+    (install, then the service's status, sandbox, devices, watchdog, and the purge)."""
+
+    def __init__(self):
+        self.board: Board | None = None
+        self.install_failed: str | None = None
+
+    def boot(self, cache: Path, notes: list[str]) -> Board:
+        if self.board is None:
+            began = time.monotonic()
+            self.board = Board(cache, "level2", trace=True, level=2)
+            state = self.board.run("systemctl is-system-running --wait", 240)[1]
+            startup = self.board.run("systemd-analyze time", 30)[1]
+            notes.append(f"booted Debian 12 with systemd ({self.board.kernel}) in {time.monotonic() - began:.0f} s: "
+                         f"{' '.join(state)}; {' '.join(startup)[:120]}")
+            if state != ["running"]:
+                failed = self.board.run("systemctl --failed --no-legend --plain", 30)[1]
+                raise CheckFailed(f"the system is {' '.join(state)}: {'; '.join(failed)[:200]}")
+        return self.board
+
+    def installed(self) -> Board:
+        """The board once the package is installed; CheckFailed when the install check failed."""
+        if self.board is None or self.install_failed is not None:
+            raise CheckFailed(f"the package is not installed ({self.install_failed or 'install did not run'})")
+        return self.board
+
+    def close(self):
+        if self.board is not None:
+            self.board.close()
+            self.board = None
+
+
+SYSTEMD = SystemdBoard()
+
+
+def unit_properties(board: Board, *names: str) -> dict[str, str]:
+    """Properties of the emotion-pi unit, from `systemctl show`."""
+    output = board.must(f"systemctl show -p {','.join(names)} {SERVICE}", 30)
+    return dict(line.split("=", 1) for line in output if "=" in line)
+
+
+def wait_unit(board: Board, ready, timeout: float, what: str, *names: str) -> dict[str, str]:
+    """Polls the unit's properties until `ready(properties)`; CheckFailed after `timeout`."""
+    names = names or ("ActiveState", "SubState", "StatusText", "NRestarts", "MainPID")
+    deadline = time.monotonic() + timeout
+    while True:
+        properties = unit_properties(board, *names)
+        if ready(properties):
+            return properties
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"no {what} within {timeout:.0f} s: {properties}")
+        time.sleep(1)
+
+
+def running(properties: dict[str, str]) -> bool:
+    """Active with READY sent (Type=notify) and the loop past its first status."""
+    return (properties["ActiveState"], properties["SubState"]) == ("active", "running") \
+        and properties["StatusText"].startswith(("running", "no face"))
+
+
+def start_seconds(board: Board) -> float:
+    """From the main process's start to READY (active), by systemd's own clock."""
+    times = unit_properties(board, "ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic")
+    return (int(times["ActiveEnterTimestampMonotonic"]) - int(times["ExecMainStartTimestampMonotonic"])) / 1e6
+
+
+def check_install(cache: Path, notes: list[str]):
+    SYSTEMD.install_failed = "boot failed"
+    board = SYSTEMD.boot(cache, notes)
+    board.must(f"({FILES_LISTING}) > /tmp/before.txt", 120)
+    began = time.monotonic()
+    rc, output, _ = board.run("cp /board/emotion-pi_arm64.deb /tmp/ && "
+                              "DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/emotion-pi_arm64.deb 2>&1", 1200)
+    (board.run_dir / "install.txt").write_text("\n".join(output) + "\n")
+    if rc != 0:
+        SYSTEMD.install_failed = f"apt-get install exited {rc}"
+        raise CheckFailed(f"apt-get install exited {rc}: {' | '.join(output[-3:])}")
+    installing = time.monotonic() - began
+    properties = wait_unit(board, running, 300, "active service with a loop status")
+    SYSTEMD.install_failed = None
+    if properties["NRestarts"] != "0":
+        raise CheckFailed(f"the service restarted {properties['NRestarts']} times on its way up")
+    notes.append(f"apt-get install (offline) took {installing:.0f} s; active (READY) {start_seconds(board):.1f} s "
+                 f"after its start by systemd's clock; NRestarts 0")
+
+
+def check_status(cache: Path, notes: list[str]):
+    board = SYSTEMD.installed()
+    properties = unit_properties(board, "StatusText", "ActiveState", "SubState", "MainPID", "NRestarts")
+    status = board.run(f"SYSTEMD_COLORS=0 systemctl status --no-pager -n 5 {SERVICE}", 30)[1]
+    (board.run_dir / "status.txt").write_text("\n".join(status) + "\n")
+    shown = [line.strip() for line in status if line.strip().startswith("Status:")]
+    if not properties["StatusText"].startswith(("running", "no face")) or not shown:
+        raise CheckFailed(f"no loop status in systemctl: {properties}; {shown}")
+    notes.append(f"StatusText={properties['StatusText']}; systemctl status: {shown[0]}")
+
+
+def check_security(cache: Path, notes: list[str]):
+    board = SYSTEMD.installed()
+    output = board.must(f"SYSTEMD_COLORS=0 systemd-analyze security --no-pager {SERVICE}", 300)
+    (board.run_dir / "security.txt").write_text("\n".join(output) + "\n")
+    score = [line for line in output if "Overall exposure level" in line]
+    if not score:
+        raise CheckFailed(f"no exposure level in systemd-analyze security's output: {output[-2:]}")
+    notes.extend(output)
+
+
+def sandbox_properties(board: Board) -> list[str]:
+    """The installed unit's [Service] settings that make its sandbox, as `-p` arguments."""
+    unit = board.must(f"systemctl cat {SERVICE} | sed -n '/^\\[Service\\]/,/^\\[/p'", 30)
+    settings = []
+    for line in unit:
+        key, equals, _ = line.partition("=")
+        if line[:1].isalpha() and equals and key not in NOT_SANDBOX:
+            settings.append(f"-p {shlex.quote(line)}")
+    return settings
+
+
+def check_devices(cache: Path, notes: list[str]):
+    board = SYSTEMD.installed()
+    board.must(f"systemctl stop {SERVICE}", 60)
+    # The service's own user under the unit's sandbox (a transient unit with its settings),
+    # opening each node read-write; the serial port is free while the service is stopped.
+    probe = "id -Gn; for node in " + " ".join(DEVICES) + \
+        "; do if true 2>/dev/null <>$node; then echo opened $node; else echo denied $node; fi; done"
+    output = board.must(f"systemd-run --quiet --wait --pipe {' '.join(sandbox_properties(board))} "
+                        f"/bin/sh -c {shlex.quote(probe)} < /dev/null", 120)
+    denied = [line for line in output if line.startswith("denied")]
+    if denied or len([line for line in output if line.startswith("opened")]) != len(DEVICES):
+        raise CheckFailed(f"under the unit's sandbox, as emotion-pi (groups {output[:1]}): {output[1:]}")
+    owners = board.must("stat -c '%n %G %a' " + " ".join(DEVICES), 10)
+    notes.append(f"the service user (groups: {output[0]}) opened {', '.join(DEVICES)} under the unit's sandbox; "
+                 f"owners: {'; '.join(owners)}")
+    # The service itself with all of them: the camera, the panel on spidev + gpiochip, the
+    # emotion log on the UART that the host reads.
+    board.must(f"{PANEL_CONFIG} > /etc/emotion-pi/config.toml", 10)
+    trace_before = board.trace.stat().st_size if board.trace and board.trace.exists() else 0
+    uart_before = len(board.uart_lines())
+    board.must(f"systemctl start {SERVICE}", 120)
+    wait_unit(board, running, 300, "active service with a loop status")
+    _, record = board.wait_uart(lambda r: r.get("status") in ("running", "no face") and r["frames"] > 0, 120,
+                                "status line with frames from the service", uart_before)
+    journal = board.must(f"journalctl -o cat --no-pager _SYSTEMD_INVOCATION_ID=$(systemctl show -p InvocationID "
+                         f"--value {SERVICE}) | grep -iE 'warn|error|denied|permission' | tail -5 || true", 60)
+    if journal:
+        raise CheckFailed(f"the service's journal has warnings: {' | '.join(journal)[:300]}")
+    assert board.trace
+    settled = wait_for_quiet_trace(board.trace, trace_before + 1_000_000, 5, 900)
+    check_schema(board.uart_lines()[uart_before:])
+    # Until now only this start drew (the packaged config has no display): the trace is its screen.
+    decoded = panel.decode_trace(board.trace)
+    screen = panel.replay_st7789(decoded.transfers)
+    if screen.commands.get(panel.RAMWR, 0) == 0 or decoded.bytes < 240 * 240 * 2:
+        raise CheckFailed(f"no screen on the panel's pins: {decoded.bytes} SPI bytes, {screen.command_summary()}")
+    panel.write_png(board.run_dir / "panel.png", 240, 240, screen.visible(240, 240).to_rgb888())
+    notes.append(f"the service with camera, ST7789 panel (spidev0.0 + gpiochip0) and log on ttyAMA0: active, "
+                 f"{record['frames']} frames in its status line on the host's UART; on the panel's pins "
+                 f"{decoded.bytes} SPI bytes, {screen.command_summary()} (settled {settled:.0f} s after READY); "
+                 "no warning in its journal")
+
+
+def seconds(timespan: str) -> float:
+    """A systemd time span as `systemctl show` prints it (`30s`, `1min 30s`, `500ms`)."""
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(us|ms|s|min|h)", timespan)
+    if not parts:
+        raise CheckFailed(f"not a time span: {timespan!r}")
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def check_watchdog(cache: Path, notes: list[str]):
+    board = SYSTEMD.installed()
+    before = wait_unit(board, running, 300, "running service")
+    watchdog = seconds(unit_properties(board, "WatchdogUSec")["WatchdogUSec"])
+    # The watchdog counts from the last ping (at most a quarter period before the stop); the
+    # slack covers systemd noticing it and the emulated board's pace.
+    slack = 15.0
+    stopped = float(board.must(f"date +%s.%N && kill -STOP {before['MainPID']}", 10)[0])
+    after = wait_unit(board, lambda p: p["NRestarts"] != before["NRestarts"], watchdog + slack + 30,
+                      "restart after SIGSTOP", "NRestarts", "MainPID")
+    events = board.must(f"journalctl -b -u {SERVICE} -o short-unix --no-pager --since @{stopped:.0f} | "
+                        "grep -E 'Watchdog timeout|Scheduled restart' || true", 30)
+    fired = [float(line.split()[0]) for line in events if "Watchdog timeout" in line]
+    scheduled = [float(line.split()[0]) for line in events if "Scheduled restart" in line]
+    if not fired or not scheduled:
+        raise CheckFailed(f"no watchdog timeout and scheduled restart in the journal: {events}")
+    if fired[0] - stopped > watchdog + slack:
+        raise CheckFailed(f"the watchdog fired {fired[0] - stopped:.1f} s after SIGSTOP, over {watchdog + slack:.0f} s")
+    back = wait_unit(board, running, 300, "active service after the restart")
+    ended = board.must(f"journalctl -b -u {SERVICE} -o cat --no-pager --since @{stopped:.0f} | "
+                       "grep -m1 'Main process exited' || true", 30)
+    notes.append(f"SIGSTOP to PID {before['MainPID']}: watchdog timeout {fired[0] - stopped:.1f} s later "
+                 f"(WatchdogSec={watchdog:.0f} as shipped, limit {watchdog + slack:.0f} s), restart scheduled at "
+                 f"{scheduled[0] - stopped:.1f} s; PID {after['MainPID']} active again (READY "
+                 f"{start_seconds(board):.0f} s after its start); NRestarts {back['NRestarts']}; {' '.join(ended)}")
+
+
+def check_purge(cache: Path, notes: list[str]):
+    board = SYSTEMD.installed()
+    journal = board.run(f"SYSTEMD_COLORS=0 journalctl -b -u {SERVICE} -o short-monotonic --no-pager", 60)[1]
+    (board.run_dir / "journal.txt").write_text("\n".join(journal) + "\n")
+    output = board.must("DEBIAN_FRONTEND=noninteractive apt-get purge -y emotion-pi 2>&1", 300)
+    (board.run_dir / "purge.txt").write_text("\n".join(output) + "\n")
+    board.must(f"({FILES_LISTING}) > /tmp/after.txt", 120)
+    left = board.run("diff /tmp/before.txt /tmp/after.txt | grep '^[<>]'", 30)[1]
+    named = board.run("find / -xdev \\( -path /proc -o -path /sys -o -path /tmp -o -path /board \\) -prune -o "
+                      "-name '*emotion*' -print", 120)[1]
+    unit = unit_properties(board, "LoadState")["LoadState"]
+    nodes = board.must("stat -c '%n %G %a' /dev/spidev0.0 /dev/gpiochip0", 10)
+    problems = []
+    if left:
+        problems.append(f"changed: {', '.join(left)[:200]}")
+    if named:
+        problems.append(f"left: {', '.join(named)[:200]}")
+    if unit != "not-found":
+        problems.append(f"unit still {unit}")
+    if any(not line.endswith(" root 600") for line in nodes):
+        problems.append(f"nodes not back to root: {nodes}")
+    if problems:
+        raise CheckFailed("; ".join(problems))
+    notes.append("after apt-get purge: the file system (apart from logs, caches, dpkg's backups and its and apt's "
+                 "databases), users and groups as before the install (emotion-pi, spi and gpio gone); "
+                 f"no file named *emotion*; unit not-found; {'; '.join(nodes)}")
+
+
 CHECKS = {
-    "doctor": check_doctor,
-    "camera": check_camera,
-    "uart": check_uart,
-    "unplug": check_unplug,
-    "panel": check_panel,
-    "face": check_face,
+    1: {
+        "doctor": check_doctor,
+        "camera": check_camera,
+        "uart": check_uart,
+        "unplug": check_unplug,
+        "panel": check_panel,
+        "face": check_face,
+    },
+    2: {
+        "install": check_install,
+        "status": check_status,
+        "security": check_security,
+        "devices": check_devices,
+        "watchdog": check_watchdog,
+        "purge": check_purge,
+    },
 }
 
 
-def test(cache: Path, only: list[str]) -> int:
+def test(cache: Path, level: str, only: list[str]) -> int:
     passed = failed = 0
     started = time.monotonic()
-    for name, check in CHECKS.items():
-        if only and name not in only:
-            continue
-        notes: list[str] = []
-        began = time.monotonic()
-        try:
-            check(cache, notes)
-        except CheckFailed as err:
-            failed += 1
-            print(f"FAIL {name}: {err} ({time.monotonic() - began:.1f} s)", flush=True)
-            continue
-        except Exception as err:  # a broken check is reported as that check failing
-            failed += 1
-            print(f"FAIL {name}: {type(err).__name__}: {err} ({time.monotonic() - began:.1f} s)", flush=True)
-            continue
-        passed += 1
-        print(f"ok {name} ({time.monotonic() - began:.1f} s)", flush=True)
-        for note in notes:
-            print(f"   {note}", flush=True)
+    levels = [1, 2] if level == "all" else [int(level)]
+    try:
+        for name, check in [(name, check) for number in levels for name, check in CHECKS[number].items()]:
+            if only and name not in only:
+                continue
+            notes: list[str] = []
+            began = time.monotonic()
+            try:
+                check(cache, notes)
+            except CheckFailed as err:
+                failed += 1
+                print(f"FAIL {name}: {err} ({time.monotonic() - began:.1f} s)", flush=True)
+                continue
+            except Exception as err:  # a broken check is reported as that check failing
+                failed += 1
+                print(f"FAIL {name}: {type(err).__name__}: {err} ({time.monotonic() - began:.1f} s)", flush=True)
+                continue
+            passed += 1
+            print(f"ok {name} ({time.monotonic() - began:.1f} s)", flush=True)
+            for note in notes:
+                print(f"   {note}", flush=True)
+    finally:
+        SYSTEMD.close()
     print(f"(board checks took {time.monotonic() - started:.0f} s; details in {cache / 'runs'})")
     print(f"board: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
@@ -492,13 +791,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("command", choices=["test", "demo", "frame"])
     parser.add_argument("--cache", type=Path, help="target/board")
+    parser.add_argument("--level", choices=["1", "2", "all"], default="all", help="which board's checks")
     parser.add_argument("checks", nargs="*", help="only these checks")
     args = parser.parse_args()
     if args.command == "frame":
         yuyv_frame(Path(args.checks[0]), Path(args.checks[1]))
         return 0
     if args.command == "test":
-        return test(args.cache, args.checks)
+        return test(args.cache, args.level, args.checks)
     return demo(args.cache)
 
 
@@ -510,10 +810,7 @@ def demo(cache: Path) -> int:
     assert board.trace
     try:
         print(f"kernel {board.kernel}; looping a face into vivid's camera", flush=True)
-        board.must("rmmod vivid && modprobe vivid n_devs=1 node_types=0x101 num_inputs=1 input_types=0x3 "
-                   "num_outputs=1 output_types=0x1", 30)
-        board.must("vivid_feed /dev/video1 /dev/video0 YUYV 640 480 /board/astronaut.yuyv 0 > /tmp/feed.out 2>&1 &"
-                   " wait_for 100 grep -q looped /tmp/feed.out", 30)
+        loop_face(board)
         board.must("sed 's/^fps = .*/fps = 5\\nformat = \"yuyv\"/' /etc/emotion-pi/config.toml > /tmp/demo.toml", 10)
         print("board$ emotion-pi run --config demo.toml --display st7789 --detect-every 1\n"
               "(slow: the CPU is emulated, the models take a minute or two to load, the panel's SPI bus "
