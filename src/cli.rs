@@ -412,9 +412,10 @@ fn eval_frames(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     if faces.is_empty() {
         anyhow::bail!("{}: no {:?} faces to evaluate", args.path.display(), args.usage);
     }
-    let crops = evaluate(analyzer.classifier(), &faces, &progress_bar())?.report;
+    let crops = evaluate(analyzer.classifier(), &faces, &progress_bar())?;
     let geometries = args.frames.geometries(analyzer.crop());
-    let report = evaluate_frames(&analyzer, &faces, args.frames.seed, &geometries, crops, &progress_bar())?;
+    let report =
+        evaluate_frames(&analyzer, &faces, args.frames.seed, &geometries, &crops.predictions, &progress_bar())?;
     print_report(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
 }

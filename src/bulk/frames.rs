@@ -219,6 +219,9 @@ pub struct FrameOutcome {
     pub detections: usize,
     /// The side of the placed face, frame pixels.
     pub side: f32,
+    /// The class predicted for the frame cut exactly at the placed square, no detector: what
+    /// placing and resampling alone cost.
+    pub placed_prediction: usize,
     /// The detection taken for the placed face (best IoU, at least [`MATCH_IOU`]), if any.
     pub found: Option<FoundFace>,
 }
@@ -250,24 +253,37 @@ pub fn run_frame(
         .map(|f| (convex_iou(&f.bbox.corners(), &placed), f))
         .filter(|(iou, _)| *iou >= MATCH_IOU)
         .max_by(|a, b| a.0.total_cmp(&b.0));
-    let found = match best {
-        None => None,
-        Some((box_iou, detected)) => {
-            let one = std::slice::from_ref(detected);
-            let batch: Vec<f32> = geometries.iter().flat_map(|g| analyzer.crop_batch_with(&frame, one, g)).collect();
-            let emotions = analyzer.classifier().classify_batch(&batch, geometries.len())?;
-            let per_geometry = geometries
-                .iter()
-                .zip(&emotions)
-                .map(|(g, emotion)| {
-                    let crop = square_corners(&crop_map(detected, g, 1), 1.0);
-                    (emotion.top().0, convex_iou(&crop, &placed))
-                })
-                .collect();
-            Some(FoundFace { box_iou, per_geometry })
-        }
-    };
-    Ok(FrameOutcome { detections: faces.len(), side: spec.placement.side, found })
+    let classifier = analyzer.classifier();
+    let input_side = classifier.metadata().input_size;
+    // The first face of the batch is the placed square itself, then one crop per geometry.
+    let mut batch = vec![0f32; classifier.face_len()];
+    let gray = SourceImage { data: frame.gray.as_raw(), width: frame.width(), height: frame.height(), channels: 1 };
+    let square = spec.placement.face_to_frame(input_side);
+    warp_into(
+        gray,
+        &square,
+        &mut batch,
+        input_side,
+        input_side,
+        Outside::ClampToEdge,
+        classifier.metadata().normalize(),
+    );
+    if let Some((_, detected)) = best {
+        let one = std::slice::from_ref(detected);
+        batch.extend(geometries.iter().flat_map(|g| analyzer.crop_batch_with(&frame, one, g)));
+    }
+    let emotions = classifier.classify_batch(&batch, batch.len() / classifier.face_len())?;
+    let mut predictions = emotions.iter().map(|e| e.top().0);
+    let placed_prediction = predictions.next().unwrap_or_default();
+    let found = best.map(|(box_iou, detected)| FoundFace {
+        box_iou,
+        per_geometry: geometries
+            .iter()
+            .zip(predictions)
+            .map(|(g, predicted)| (predicted, convex_iou(&square_corners(&crop_map(detected, g, 1), 1.0), &placed)))
+            .collect(),
+    });
+    Ok(FrameOutcome { detections: faces.len(), side: spec.placement.side, placed_prediction, found })
 }
 
 /// How often the detector found the placed face.
@@ -320,17 +336,23 @@ pub struct FramesReport {
     pub detections: DetectionCounts,
     /// `eval` on the same faces, already cropped.
     pub crops: AccuracyReport,
+    /// `eval` on the crops of the faces found in their frames: what `found_faces` compares with.
+    pub crops_of_found: AccuracyReport,
+    /// Every frame cut exactly at its placed square, no detector: what placing a face in a frame
+    /// and resampling it back cost, apart from where the crop lands.
+    pub placed_square: AccuracyReport,
     pub geometries: Vec<GeometryReport>,
 }
 
 /// Places every face of `faces` in its own frame (seeded by `seed`), runs the pipeline, and
-/// reports it per crop geometry beside `crops`, the report of `eval` on the same faces.
+/// reports it per crop geometry beside `eval` on the same faces' crops (`crop_predictions`,
+/// [`super::eval::Evaluation::predictions`]).
 pub fn evaluate_frames(
     analyzer: &Analyzer,
     faces: &[LabelledFace],
     seed: u64,
     geometries: &[CropSettings],
-    crops: AccuracyReport,
+    crop_predictions: &[usize],
     progress: &indicatif::ProgressBar,
 ) -> Result<FramesReport, ModelError> {
     let to_model = fer_to_model(analyzer.classifier())?;
@@ -347,6 +369,18 @@ pub fn evaluate_frames(
         .collect::<Result<_, _>>()?;
     progress.finish_and_clear();
     let names = &analyzer.classifier().metadata().class_names;
+    let tally = |predicted: &dyn Fn(usize, &FrameOutcome) -> Option<usize>| {
+        let mut confusion = Confusion::new(names.len());
+        for (index, (face, outcome)) in faces.iter().zip(&outcomes).enumerate() {
+            if let Some(class) = predicted(index, outcome) {
+                confusion.add(to_model[face.label], class);
+            }
+        }
+        confusion.report(names)
+    };
+    let crops = tally(&|index, _| crop_predictions.get(index).copied());
+    let crops_of_found = tally(&|index, outcome| outcome.found.as_ref().and(crop_predictions.get(index).copied()));
+    let placed_square = tally(&|_, outcome| Some(outcome.placed_prediction));
     let geometries = geometries
         .iter()
         .enumerate()
@@ -380,6 +414,8 @@ pub fn evaluate_frames(
         max_tilt_degrees: MAX_TILT_DEGREES,
         detections: count_detections(&outcomes),
         crops,
+        crops_of_found,
+        placed_square,
         geometries,
     })
 }
@@ -443,64 +479,65 @@ impl FramesReport {
         d.none + d.one + d.several
     }
 
-    /// One geometry in full: crops, all faces, found faces and the difference side by side.
+    /// One geometry in full: crops and frames, over all faces and over the found ones, side by side.
     fn side_by_side(&self, geometry: &GeometryReport) -> String {
-        let (crops, all, found) = (&self.crops, &geometry.all_faces, &geometry.found_faces);
+        let columns = [&self.crops, &geometry.all_faces, &self.crops_of_found, &geometry.found_faces];
         let mut text = format!(
-            "crop: {}; mean IoU of the crop with the placed square {:.3}\n\n{:<16}{:>10}{:>14}{:>16}{:>14}\n",
+            "crop: {}; mean IoU of the crop with the placed square {:.3}\n\
+             frame cut at the placed square (no detector): accuracy {:.2}%, macro-F1 {:.4}\n\n{:<18}",
             describe(&geometry.crop),
             geometry.mean_crop_iou,
+            self.placed_square.accuracy * 100.0,
+            self.placed_square.macro_f1,
             "",
-            "crops",
-            "frames, all",
-            "frames, found",
-            "all - crops"
         );
-        text += &format!(
-            "{:<16}{:>9.2}%{:>13.2}%{:>15.2}%{:>14.2}\n",
-            "accuracy",
-            crops.accuracy * 100.0,
-            all.accuracy * 100.0,
-            found.accuracy * 100.0,
-            (all.accuracy - crops.accuracy) * 100.0
-        );
-        text += &format!(
-            "{:<16}{:>10.4}{:>14.4}{:>16.4}{:>14.4}\n",
-            "macro-F1",
-            crops.macro_f1,
-            all.macro_f1,
-            found.macro_f1,
-            all.macro_f1 - crops.macro_f1
-        );
-        for class in crops.per_class.keys() {
-            let (c, a, f) = (recall(crops, class), recall(all, class), recall(found, class));
-            text += &format!("{:<16}{:>10.3}{:>14.3}{:>16.3}{:>14.3}\n", format!("recall {class}"), c, a, f, a - c);
+        for heading in ["crops", "frames, all", "difference", "crops, found", "frames, found", "difference"] {
+            text += &format!("{heading:>14}");
         }
-        text + "\nframes, all faces (a face not found counts wrong):\n" + &all.to_text()
+        let mut row = |label: String, values: [f64; 4]| {
+            text += &format!("\n{label:<18}");
+            let [crops, all, crops_found, found] = values;
+            for value in [crops, all, all - crops, crops_found, found, found - crops_found] {
+                text += &format!("{value:>14.4}");
+            }
+        };
+        row("accuracy".into(), columns.map(|r| r.accuracy));
+        row("macro-F1".into(), columns.map(|r| r.macro_f1));
+        for class in self.crops.per_class.keys() {
+            row(format!("recall {class}"), columns.map(|r| recall(r, class)));
+        }
+        text + "\n\nframes, all faces (a face not found counts wrong):\n" + &geometry.all_faces.to_text()
     }
 
     /// Several geometries: one row each, then the best by accuracy and by crop IoU.
     fn sweep(&self) -> String {
         let mut text = format!(
-            "{:<42}{:>10}{:>12}{:>14}{:>10}{:>13}\n",
-            "crop", "crop IoU", "acc, all", "acc, found", "macro-F1", "all - crops"
+            "crops: accuracy {:.2}% over all faces, {:.2}% over the found ones\n\n{:<42}{:>10}{:>12}{:>14}{:>16}{:>16}\n",
+            self.crops.accuracy * 100.0,
+            self.crops_of_found.accuracy * 100.0,
+            "crop",
+            "crop IoU",
+            "acc, all",
+            "acc, found",
+            "found - crops",
+            "macro-F1, found"
         );
         for g in &self.geometries {
             text += &format!(
-                "{:<42}{:>10.3}{:>11.2}%{:>13.2}%{:>10.4}{:>13.2}\n",
+                "{:<42}{:>10.3}{:>11.2}%{:>13.2}%{:>16.2}{:>16.4}\n",
                 describe(&g.crop),
                 g.mean_crop_iou,
                 g.all_faces.accuracy * 100.0,
                 g.found_faces.accuracy * 100.0,
-                g.all_faces.macro_f1,
-                (g.all_faces.accuracy - self.crops.accuracy) * 100.0
+                (g.found_faces.accuracy - self.crops_of_found.accuracy) * 100.0,
+                g.found_faces.macro_f1
             );
         }
         let best = |key: fn(&GeometryReport) -> f64| {
             self.geometries.iter().max_by(|a, b| key(a).total_cmp(&key(b))).map(|g| describe(&g.crop))
         };
-        if let (Some(accuracy), Some(iou)) = (best(|g| g.all_faces.accuracy), best(|g| g.mean_crop_iou)) {
-            text += &format!("\nbest accuracy: {accuracy}\nbest crop IoU: {iou}\n");
+        if let (Some(accuracy), Some(iou)) = (best(|g| g.found_faces.accuracy), best(|g| g.mean_crop_iou)) {
+            text += &format!("\nbest accuracy (found faces): {accuracy}\nbest crop IoU: {iou}\n");
         }
         text
     }
