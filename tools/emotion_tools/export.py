@@ -66,7 +66,7 @@ class CropGeometry:
 # frames (`emotion-pi eval --frames --sweep-...`; the command and table are in models/MODEL_CARD.md,
 # "Whole frames"). It belongs to the data's framing and the detector, not to one set of weights,
 # so every export writes it.
-CALIBRATED_CROP = CropGeometry(margin=0.2, offset_y=-0.1, upright=False)
+CALIBRATED_CROP = CropGeometry(margin=0.1, offset_y=0.0, upright=False)
 
 
 class WithSoftmax(nn.Module):
