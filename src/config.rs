@@ -654,6 +654,15 @@ mod tests {
     }
 
     #[test]
+    fn the_crop_margin_is_the_models_unless_the_file_sets_one() {
+        assert_eq!(parse("").unwrap().crop, CropOverrides::default());
+        let set = parse("[detect]\ncrop_margin = 0.3\n").unwrap();
+        assert_eq!(set.crop, CropOverrides { margin: Some(0.3), ..CropOverrides::default() });
+        let err = parse("[detect]\ncrop_margin = 2.5\n").unwrap_err().to_string();
+        assert!(err.contains("detect.crop_margin") && err.contains("-0.5..2"), "{err}");
+    }
+
+    #[test]
     fn example_file_parses_to_the_defaults() {
         let text = include_str!("../config.example.toml");
         let config = Config::parse(text, Path::new("config.example.toml")).unwrap();

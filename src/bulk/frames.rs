@@ -138,6 +138,9 @@ impl FrameSpec {
     }
 
     /// The frame with `face` (a `face_side`-square gray image, row-major) placed on the background.
+    ///
+    /// A face buffer shorter than `face_side`² pixels, or a square of no size, cannot be drawn:
+    /// the frame then holds the background alone, which the evaluation counts as a face not found.
     pub fn render(&self, face: &[u8], face_side: u32) -> Frame {
         let mut rgb = self.background_image();
         let Some(frame_to_face) = self.placement.face_to_frame(face_side).inverse() else {
