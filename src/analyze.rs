@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::classify::{crop_face_into, ClassifierSettings, CropSettings, Emotion, TractClassifier};
+use crate::classify::{crop_face_into, ClassifierSettings, CropOverrides, CropSettings, Emotion, TractClassifier};
 use crate::detect::{DetectorSettings, Face, TractDetector};
 use crate::frame::Frame;
 use crate::model::ModelError;
@@ -49,11 +49,12 @@ pub struct FaceAnalysis {
     pub emotion: Emotion,
 }
 
-/// Detector settings, how faces are cropped for the classifier and how it scores them.
+/// Detector settings, what the user changed of the model's face crop, and how the
+/// classifier scores faces.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct AnalyzerSettings {
     pub detector: DetectorSettings,
-    pub crop: CropSettings,
+    pub crop: CropOverrides,
     pub classifier: ClassifierSettings,
 }
 
@@ -65,13 +66,11 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
-    /// Loads both models.
+    /// Loads both models; the crop is the emotion model's (its metadata) with the overrides applied.
     pub fn load(paths: &ModelPaths, settings: AnalyzerSettings) -> Result<Self, ModelError> {
-        Ok(Self {
-            detector: TractDetector::load(&paths.detector, settings.detector)?,
-            classifier: TractClassifier::load(&paths.classifier, settings.classifier)?,
-            crop: settings.crop,
-        })
+        let classifier = TractClassifier::load(&paths.classifier, settings.classifier)?;
+        let crop = settings.crop.apply(classifier.metadata().crop);
+        Ok(Self { detector: TractDetector::load(&paths.detector, settings.detector)?, classifier, crop })
     }
 
     pub fn detector(&self) -> &TractDetector {
@@ -82,6 +81,11 @@ impl Analyzer {
         &self.classifier
     }
 
+    /// The face crop in effect.
+    pub fn crop(&self) -> CropSettings {
+        self.crop
+    }
+
     /// Faces in `frame` with their emotions, best detection first.
     pub fn analyze(&self, frame: &Frame) -> Result<Vec<FaceAnalysis>, ModelError> {
         let faces = self.detector.detect(&frame.rgb)?;
@@ -90,12 +94,17 @@ impl Analyzer {
 
     /// The normalised classifier input for `faces`, back to back.
     pub fn crop_batch(&self, frame: &Frame, faces: &[Face]) -> Vec<f32> {
+        self.crop_batch_with(frame, faces, &self.crop)
+    }
+
+    /// [`Self::crop_batch`] with another crop geometry, for measuring geometries against each other.
+    pub fn crop_batch_with(&self, frame: &Frame, faces: &[Face], crop: &CropSettings) -> Vec<f32> {
         let len = self.classifier.face_len();
         let side = self.classifier.metadata().input_size;
         let normalize = self.classifier.metadata().normalize();
         let mut batch = vec![0f32; faces.len() * len];
         for (face, out) in faces.iter().zip(batch.chunks_exact_mut(len)) {
-            crop_face_into(&frame.gray, face, &self.crop, side, normalize, out);
+            crop_face_into(&frame.gray, face, crop, side, normalize, out);
         }
         batch
     }

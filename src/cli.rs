@@ -14,9 +14,12 @@ use crate::bench::{run_bench, BenchOptions};
 use crate::bulk::classify_files::{classify_paths, ClassifyPlan, RowFormat};
 use crate::bulk::eval::{evaluate, Evaluation};
 use crate::bulk::fer::{self, Usage};
+use crate::bulk::frames::evaluate_frames;
 use crate::bulk::outputs::check_predictions_target;
-use crate::classify::{ClassifierSettings, CropSettings, TractClassifier};
-use crate::config::{Config, ConfigError, DisplayKind, RunSettings, CROP_MARGIN_RANGE, MIN_SCORE_RANGE};
+use crate::classify::{
+    ClassifierSettings, CropOverrides, CropSettings, TractClassifier, CROP_MARGIN_RANGE, CROP_OFFSET_RANGE,
+};
+use crate::config::{Config, ConfigError, DisplayKind, RunSettings, MIN_SCORE_RANGE};
 use crate::detect::DetectorSettings;
 use crate::doctor::{self, Host, Verdict};
 use crate::live::device::{check_before_start, run_device};
@@ -198,16 +201,17 @@ pub struct DetectArgs {
     /// Minimum face detection score, 0..1.
     #[arg(long, default_value_t = 0.5, value_parser = min_face_score)]
     pub min_face_score: f32,
-    /// Extra context around each face box for the classifier crop (0.1 = 10% larger), 0..2.
-    #[arg(long, default_value_t = CropSettings::default().margin, value_parser = crop_margin)]
-    pub crop_margin: f32,
+    /// Extra context around each face box for the classifier crop (0.1 = 10% larger), -0.5..2
+    /// [default: the emotion model's, from its metadata, else 0.1].
+    #[arg(long, value_parser = crop_margin)]
+    pub crop_margin: Option<f32>,
 }
 
 impl DetectArgs {
     fn settings(&self) -> AnalyzerSettings {
         AnalyzerSettings {
             detector: DetectorSettings { min_score: self.min_face_score, ..DetectorSettings::default() },
-            crop: CropSettings { margin: self.crop_margin, ..CropSettings::default() },
+            crop: CropOverrides { margin: self.crop_margin, ..CropOverrides::default() },
             classifier: ClassifierSettings::default(),
         }
     }
@@ -242,10 +246,56 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Also write each face's true and predicted class as CSV (row,label,predicted), in input order.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "frames")]
     pub predictions: Option<PathBuf>,
     #[command(flatten)]
+    pub frames: FramesArgs,
+    #[command(flatten)]
     pub models: ModelArgs,
+    /// With --frames: detection and crop tuning.
+    #[command(flatten)]
+    pub detect: DetectArgs,
+}
+
+/// `eval --frames`: the faces placed into whole frames and run through the whole pipeline.
+#[derive(Debug, Args)]
+pub struct FramesArgs {
+    /// Place each face in its own 640x480 frame (size 64-240 px, tilt up to 15 degrees, contrast,
+    /// brightness and background at random) and run detect, crop and classify as the device
+    /// does; reported beside `eval` on the same crops.
+    #[arg(long)]
+    pub frames: bool,
+    /// Seed of the frames: the same seed gives the same frames.
+    #[arg(long, default_value_t = 1, requires = "frames")]
+    pub seed: u64,
+    /// Crop margins to compare on the same frames (comma-separated) [default: the model's].
+    #[arg(long, value_delimiter = ',', value_name = "LIST", requires = "frames", value_parser = crop_margin)]
+    pub sweep_margin: Vec<f32>,
+    /// Vertical offsets of the crop centre to compare, in box sides, -0.5..0.5 [default: the model's].
+    #[arg(long, value_delimiter = ',', value_name = "LIST", requires = "frames", value_parser = crop_offset)]
+    pub sweep_offset_y: Vec<f32>,
+    /// Eye levelling to compare: true, false or true,false [default: the model's].
+    #[arg(long, value_delimiter = ',', value_name = "LIST", requires = "frames")]
+    pub sweep_upright: Vec<bool>,
+}
+
+impl FramesArgs {
+    /// Every combination of the swept values, `base` filling the parts not swept.
+    fn geometries(&self, base: CropSettings) -> Vec<CropSettings> {
+        let or_base = |values: &[f32], base: f32| if values.is_empty() { vec![base] } else { values.to_vec() };
+        let margins = or_base(&self.sweep_margin, base.margin);
+        let offsets = or_base(&self.sweep_offset_y, base.offset_y);
+        let uprights = if self.sweep_upright.is_empty() { vec![base.upright] } else { self.sweep_upright.clone() };
+        let mut geometries = Vec::new();
+        for &upright in &uprights {
+            for &offset_y in &offsets {
+                for &margin in &margins {
+                    geometries.push(CropSettings { margin, offset_y, upright });
+                }
+            }
+        }
+        geometries
+    }
 }
 
 /// Flags of `bench`.
@@ -280,6 +330,10 @@ fn min_face_score(text: &str) -> Result<f32, String> {
 
 fn crop_margin(text: &str) -> Result<f32, String> {
     number_in(text, CROP_MARGIN_RANGE)
+}
+
+fn crop_offset(text: &str) -> Result<f32, String> {
+    number_in(text, CROP_OFFSET_RANGE)
 }
 
 fn progress_bar() -> indicatif::ProgressBar {
@@ -335,6 +389,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(path) = &args.predictions {
                 check_predictions_target(path, &args.path)?;
             }
+            if args.frames.frames {
+                return eval_frames(&args);
+            }
             let classifier = TractClassifier::load(&args.models.paths().classifier, args.models.classifier_settings())?;
             let faces = fer::load(&args.path, args.usage)?;
             if faces.is_empty() {
@@ -373,6 +430,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `eval --frames`: `eval` on the crops, then the same faces in whole frames per crop geometry.
+fn eval_frames(args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    let settings = AnalyzerSettings { classifier: args.models.classifier_settings(), ..args.detect.settings() };
+    let analyzer = Analyzer::load(&args.models.paths(), settings)?;
+    let faces = fer::load(&args.path, args.usage)?;
+    if faces.is_empty() {
+        anyhow::bail!("{}: no {:?} faces to evaluate", args.path.display(), args.usage);
+    }
+    let crops = evaluate(analyzer.classifier(), &faces, &progress_bar())?;
+    let geometries = args.frames.geometries(analyzer.crop());
+    let report =
+        evaluate_frames(&analyzer, &faces, args.frames.seed, &geometries, &crops.predictions, &progress_bar())?;
+    print_report(&report, args.json)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `row,label,predicted` per face; labels are FER2013 names, predictions the model's.

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::capture::convert::YuvRange;
 use crate::capture::source::{SourceSpec, SpecError};
-use crate::classify::{ClassifierSettings, CropSettings};
+use crate::classify::{ClassifierSettings, CropOverrides, CROP_MARGIN_RANGE};
 use crate::output::display::DisplayTarget;
 use crate::output::panel::driver::{Controller, PanelGeometry};
 use crate::output::panel::linux::PanelWiring;
@@ -25,8 +25,6 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/emotion-pi/config.toml";
 
 /// Allowed minimum face detection scores (`detect.min_score`, `--min-face-score`).
 pub const MIN_SCORE_RANGE: RangeInclusive<f32> = 0.0..=1.0;
-/// Allowed crop margins around a face box (`detect.crop_margin`, `--crop-margin`).
-pub const CROP_MARGIN_RANGE: RangeInclusive<f32> = 0.0..=2.0;
 
 /// `display.kind` (and `run --display`): where screens go.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -170,13 +168,14 @@ pub struct DetectConfig {
     pub min_score: f32,
     /// Run detection on every Nth frame; tracks hold their state in between.
     pub every: u32,
-    /// Extra context around each face box for the classifier crop (0.1 = 10% larger).
-    pub crop_margin: f32,
+    /// Extra context around each face box for the classifier crop (0.1 = 10% larger); unset,
+    /// the emotion model's own (its metadata), else 0.1.
+    pub crop_margin: Option<f32>,
 }
 
 impl Default for DetectConfig {
     fn default() -> Self {
-        Self { min_score: 0.5, every: 1, crop_margin: CropSettings::default().margin }
+        Self { min_score: 0.5, every: 1, crop_margin: None }
     }
 }
 
@@ -401,7 +400,8 @@ pub struct RunSettings {
     pub capture: CaptureSettings,
     pub min_face_score: f32,
     pub detect_every: u32,
-    pub crop: CropSettings,
+    /// What the config changes of the emotion model's face crop.
+    pub crop: CropOverrides,
     pub classifier: ClassifierSettings,
     /// Frames analysed at once, each on its own thread (at least 1).
     pub workers: usize,
@@ -498,10 +498,10 @@ impl Config {
         if d.every == 0 {
             return Err(invalid("detect.every", "0".into(), "must be at least 1".into()));
         }
-        if !CROP_MARGIN_RANGE.contains(&d.crop_margin) {
+        if let Some(margin) = d.crop_margin.filter(|m| !CROP_MARGIN_RANGE.contains(m)) {
             return Err(invalid(
                 "detect.crop_margin",
-                d.crop_margin.to_string(),
+                margin.to_string(),
                 format!("must be within {}..{}", CROP_MARGIN_RANGE.start(), CROP_MARGIN_RANGE.end()),
             ));
         }
@@ -571,7 +571,7 @@ impl Config {
             },
             min_face_score: d.min_score,
             detect_every: d.every,
-            crop: CropSettings { margin: d.crop_margin, ..CropSettings::default() },
+            crop: CropOverrides { margin: d.crop_margin, ..CropOverrides::default() },
             classifier: ClassifierSettings { mirror: self.classify.mirror },
             workers: self.inference.worker_count(),
             tracker,
@@ -701,6 +701,15 @@ mod tests {
         assert_eq!(settings.baud, 115_200);
         assert_eq!(settings.heartbeat, Some(Duration::from_secs(5)));
         assert_eq!(settings.tracker, TrackerSettings::default());
+    }
+
+    #[test]
+    fn the_crop_margin_is_the_models_unless_the_file_sets_one() {
+        assert_eq!(parse("").unwrap().crop, CropOverrides::default());
+        let set = parse("[detect]\ncrop_margin = 0.3\n").unwrap();
+        assert_eq!(set.crop, CropOverrides { margin: Some(0.3), ..CropOverrides::default() });
+        let err = parse("[detect]\ncrop_margin = 2.5\n").unwrap_err().to_string();
+        assert!(err.contains("detect.crop_margin") && err.contains("-0.5..2"), "{err}");
     }
 
     #[test]

@@ -34,9 +34,21 @@ impl AffineMap {
         Self { m: [[a, b, cx - a * half - b * half], [d, e, cy - d * half - e * half]] }
     }
 
-    fn apply(&self, u: f32, v: f32) -> (f32, f32) {
+    /// The source point of output point `(u, v)`.
+    pub fn apply(&self, u: f32, v: f32) -> (f32, f32) {
         let [[a, b, c], [d, e, f]] = self.m;
         (a * u + b * v + c, d * u + e * v + f)
+    }
+
+    /// The map the other way, from source to output points; `None` when it collapses the plane.
+    pub fn inverse(&self) -> Option<Self> {
+        let [[a, b, c], [d, e, f]] = self.m;
+        let det = a * e - b * d;
+        if det.abs() < f32::EPSILON {
+            return None;
+        }
+        let (ia, ib, id, ie) = (e / det, -b / det, -d / det, a / det);
+        Some(Self { m: [[ia, ib, -(ia * c + ib * f)], [id, ie, -(id * c + ie * f)]] })
     }
 }
 
@@ -195,6 +207,16 @@ mod tests {
         let row = |r: usize| out[r * 5..r * 5 + 5].iter().sum::<f32>();
         assert!(row(2) > 2.0 * row(0) && row(2) > 2.0 * row(4), "{out:?}");
         assert!((out[12] - 255.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn inverse_undoes_the_map() {
+        let map = AffineMap::rotated_square(30.0, 20.0, 64.0, 0.3, 48);
+        let inverse = map.inverse().expect("invertible");
+        let (x, y) = map.apply(7.0, 41.0);
+        let (u, v) = inverse.apply(x, y);
+        assert!((u - 7.0).abs() < 1e-4 && (v - 41.0).abs() < 1e-4, "({u}, {v})");
+        assert!(AffineMap { m: [[1.0, 2.0, 0.0], [2.0, 4.0, 0.0]] }.inverse().is_none());
     }
 
     #[test]

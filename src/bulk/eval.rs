@@ -16,14 +16,10 @@ pub struct Evaluation {
     pub predictions: Vec<usize>,
 }
 
-/// Classifies every face and compares with its label; class names follow the model.
-pub fn evaluate(
-    classifier: &TractClassifier,
-    faces: &[LabelledFace],
-    progress: &indicatif::ProgressBar,
-) -> Result<Evaluation, ModelError> {
+/// FER label index -> model output index, by name, so a model with another class order
+/// still scores right; an error when the model lacks a FER2013 class or takes another size.
+pub fn fer_to_model(classifier: &TractClassifier) -> Result<Vec<usize>, ModelError> {
     let names = &classifier.metadata().class_names;
-    // FER label index -> model output index, by name, so a model with another class order still scores right.
     let to_model: Vec<usize> = FER_CLASSES
         .iter()
         .map(|fer| {
@@ -39,6 +35,17 @@ pub fn evaluate(
             reason: format!("input is {0}x{0}; FER2013 faces are 48x48", classifier.metadata().input_size),
         });
     }
+    Ok(to_model)
+}
+
+/// Classifies every face and compares with its label; class names follow the model.
+pub fn evaluate(
+    classifier: &TractClassifier,
+    faces: &[LabelledFace],
+    progress: &indicatif::ProgressBar,
+) -> Result<Evaluation, ModelError> {
+    let names = &classifier.metadata().class_names;
+    let to_model = fer_to_model(classifier)?;
     progress.set_length(faces.len() as u64);
     let predictions: Vec<Vec<usize>> = faces
         .par_chunks(BATCH)

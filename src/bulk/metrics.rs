@@ -23,17 +23,36 @@ pub struct AccuracyReport {
     pub per_class: serde_json::Map<String, serde_json::Value>,
     /// Rows are true classes, columns predicted classes.
     pub confusion: Vec<Vec<u64>>,
+    /// Per true class, the faces that got no prediction (no face found in a whole frame);
+    /// they count wrong. Absent when the evaluation cannot miss a face.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missed: Option<Vec<u64>>,
 }
 
 /// Accumulates (true, predicted) pairs.
 #[derive(Debug, Clone)]
 pub struct Confusion {
     counts: Vec<Vec<u64>>,
+    missed: Option<Vec<u64>>,
 }
 
 impl Confusion {
+    /// Every face gets a prediction (cropped faces).
     pub fn new(classes: usize) -> Self {
-        Self { counts: vec![vec![0; classes]; classes] }
+        Self { counts: vec![vec![0; classes]; classes], missed: None }
+    }
+
+    /// A face may get none ([`Self::add_missed`]), which counts wrong for its class.
+    pub fn counting_missed(classes: usize) -> Self {
+        Self { missed: Some(vec![0; classes]), ..Self::new(classes) }
+    }
+
+    /// Counts a face that got no prediction; ignored without [`Self::counting_missed`] or
+    /// outside the class range (callers validate).
+    pub fn add_missed(&mut self, truth: usize) {
+        if let Some(cell) = self.missed.as_mut().and_then(|missed| missed.get_mut(truth)) {
+            *cell += 1;
+        }
     }
 
     /// Counts one prediction; labels outside the class range are ignored (callers validate).
@@ -45,14 +64,15 @@ impl Confusion {
 
     pub fn report(&self, class_names: &[String]) -> AccuracyReport {
         let k = self.counts.len();
-        let n: u64 = self.counts.iter().flatten().sum();
+        let missed = |class: usize| self.missed.as_ref().and_then(|m| m.get(class)).copied().unwrap_or(0);
+        let n: u64 = self.counts.iter().flatten().sum::<u64>() + (0..k).map(missed).sum::<u64>();
         let correct: u64 = (0..k).map(|i| self.counts[i][i]).sum();
         let mut per_class = serde_json::Map::new();
         let mut f1_sum = 0.0;
         for i in 0..k {
             let tp = self.counts[i][i] as f64;
             let predicted: u64 = (0..k).map(|r| self.counts[r][i]).sum();
-            let actual: u64 = self.counts[i].iter().sum();
+            let actual: u64 = self.counts[i].iter().sum::<u64>() + missed(i);
             let ratio = |num: f64, den: u64| if den == 0 { 0.0 } else { num / den as f64 };
             let precision = ratio(tp, predicted);
             let recall = ratio(tp, actual);
@@ -68,6 +88,7 @@ impl Confusion {
             macro_f1: if k == 0 { 0.0 } else { f1_sum / k as f64 },
             per_class,
             confusion: self.counts.clone(),
+            missed: self.missed.clone(),
         }
     }
 }
@@ -97,13 +118,18 @@ impl Report for AccuracyReport {
                 field(m, "support") as u64
             );
         }
-        text += "\nconfusion (rows true, columns predicted)\n          ";
+        let no_face = if self.missed.is_some() { ", last no face found" } else { "" };
+        text += &format!("\nconfusion (rows true, columns predicted{no_face})\n          ");
         for name in self.per_class.keys() {
             text += &format!("{:>9}", name.chars().take(8).collect::<String>());
         }
-        for (name, row) in self.per_class.keys().zip(&self.confusion) {
+        if self.missed.is_some() {
+            text += &format!("{:>9}", "no face");
+        }
+        for (i, (name, row)) in self.per_class.keys().zip(&self.confusion).enumerate() {
             text += &format!("\n{name:<10}");
-            for v in row {
+            let missed = self.missed.as_ref().and_then(|m| m.get(i));
+            for v in row.iter().chain(missed) {
                 text += &format!("{v:>9}");
             }
         }
@@ -129,5 +155,26 @@ mod tests {
         assert!((report.macro_f1 - (0.5 + 0.8) / 3.0).abs() < 1e-12);
         assert!((report.per_class["b"]["precision"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(report.confusion, vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]);
+    }
+
+    #[test]
+    fn a_missed_face_counts_wrong_for_its_class_and_in_no_precision() {
+        let names: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let mut confusion = Confusion::counting_missed(2);
+        for (t, p) in [(0, 0), (1, 1), (1, 0)] {
+            confusion.add(t, p);
+        }
+        confusion.add_missed(0);
+        let report = confusion.report(&names);
+        assert_eq!(report.n, 4);
+        assert!((report.accuracy - 0.5).abs() < 1e-12);
+        // a: 1 of 2 found (recall 0.5), predicted twice, once right (precision 0.5).
+        assert!((report.per_class["a"]["recall"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+        assert!((report.per_class["a"]["precision"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+        assert_eq!(report.per_class["a"]["support"], 2);
+        assert_eq!(report.missed, Some(vec![1, 0]));
+        assert!(report.to_text().contains("no face"));
+        let cropped = Confusion::new(2).report(&names);
+        assert!(!serde_json::to_string(&cropped).unwrap().contains("missed"));
     }
 }

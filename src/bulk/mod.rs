@@ -5,6 +5,7 @@ pub mod classify_files;
 pub mod eval;
 pub mod fer;
 pub mod files;
+pub mod frames;
 pub mod limits;
 pub mod metrics;
 pub mod outputs;

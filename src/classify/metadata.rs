@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::align::{CropSettings, CROP_MARGIN_RANGE, CROP_OFFSET_RANGE};
 use crate::model::ModelError;
 
 const PREFIX: &str = "emotion_pi.";
@@ -26,6 +27,9 @@ pub struct ClassifierMetadata {
     /// How the graph scores a face, for reports: `single`, or `mirror-average` (the logits of
     /// the face and of its mirror image averaged: twice the compute per face).
     pub test_time: String,
+    /// The face crop that reproduces the framing of the training faces (`crop_margin`,
+    /// `crop_offset_y`, `crop_upright`); each key a model lacks keeps [`CropSettings::default`].
+    pub crop: CropSettings,
 }
 
 impl ClassifierMetadata {
@@ -69,7 +73,38 @@ impl ClassifierMetadata {
         if class_names.len() < 2 || class_names.iter().any(String::is_empty) {
             return Err(unsupported(format!("metadata {PREFIX}class_names needs two or more non-empty names")));
         }
+        let default_crop = CropSettings::default();
+        let optional_number = |key: &str, range: std::ops::RangeInclusive<f32>, default: f32| match props
+            .get(&format!("{PREFIX}{key}"))
+        {
+            None => Ok(default),
+            Some(_) => number(key).and_then(|v| {
+                if range.contains(&v) {
+                    Ok(v)
+                } else {
+                    Err(unsupported(format!(
+                        "metadata {PREFIX}{key} = {v} is outside {}..{}",
+                        range.start(),
+                        range.end()
+                    )))
+                }
+            }),
+        };
+        let upright = match props.get(&format!("{PREFIX}crop_upright")).map(|v| v.trim()) {
+            None => default_crop.upright,
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(unsupported(format!("metadata {PREFIX}crop_upright = {other:?}; expected true or false")))
+            }
+        };
+        let crop = CropSettings {
+            margin: optional_number("crop_margin", CROP_MARGIN_RANGE, default_crop.margin)?,
+            offset_y: optional_number("crop_offset_y", CROP_OFFSET_RANGE, default_crop.offset_y)?,
+            upright,
+        };
         Ok(Self {
+            crop,
             input_size,
             pixel_scale: number("pixel_scale")?,
             mean: number("mean")?,
@@ -133,5 +168,26 @@ mod tests {
         pairs[5] = ("std", "zero");
         let err = ClassifierMetadata::from_props(&props(&pairs), Path::new("m.onnx")).unwrap_err().to_string();
         assert!(err.contains("emotion_pi.std = \"zero\" is not a number"), "{err}");
+    }
+
+    #[test]
+    fn crop_geometry_is_read_and_a_model_without_it_crops_as_before() {
+        let before = ClassifierMetadata::from_props(&props(&complete()), Path::new("m.onnx")).expect("valid");
+        assert_eq!(before.crop, CropSettings { margin: 0.1, offset_y: 0.0, upright: true });
+        let mut pairs = complete();
+        pairs.extend([("crop_margin", "0.25"), ("crop_offset_y", "-0.05"), ("crop_upright", "false")]);
+        let calibrated = ClassifierMetadata::from_props(&props(&pairs), Path::new("m.onnx")).expect("valid");
+        assert_eq!(calibrated.crop, CropSettings { margin: 0.25, offset_y: -0.05, upright: false });
+
+        for (key, value, message) in [
+            ("crop_margin", "3", "emotion_pi.crop_margin = 3 is outside -0.5..2"),
+            ("crop_offset_y", "down", "emotion_pi.crop_offset_y = \"down\" is not a number"),
+            ("crop_upright", "yes", "emotion_pi.crop_upright = \"yes\"; expected true or false"),
+        ] {
+            let mut pairs = complete();
+            pairs.push((key, value));
+            let err = ClassifierMetadata::from_props(&props(&pairs), Path::new("m.onnx")).unwrap_err().to_string();
+            assert!(err.contains("m.onnx") && err.contains(message), "{err}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 mod align;
 mod metadata;
 
-pub use align::{crop_face_into, crop_map, CropSettings};
+pub use align::{crop_face_into, crop_map, CropOverrides, CropSettings, CROP_MARGIN_RANGE, CROP_OFFSET_RANGE};
 pub use metadata::ClassifierMetadata;
 
 use std::path::{Path, PathBuf};

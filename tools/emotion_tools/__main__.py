@@ -1,4 +1,4 @@
-"""Command line: `python -m emotion_tools {train,export,quantize,evaluate,ensemble} ...` (run from tools/)."""
+"""Command line: `python -m emotion_tools {train,export,set-crop,quantize,evaluate,ensemble} ...` (run from tools/)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     export_cmd = commands.add_parser("export", help="checkpoint -> float ONNX with preprocessing metadata")
     export_cmd.add_argument("--checkpoint", required=True)
     export_cmd.add_argument("--out", required=True)
+
+    _crop_options(export_cmd)
+
+    set_crop_cmd = commands.add_parser(
+        "set-crop", help="copy an exported model with new crop metadata (emotion_pi.crop_*); weights unchanged"
+    )
+    set_crop_cmd.add_argument("--model", required=True, help="ONNX model from `export` or `quantize`")
+    set_crop_cmd.add_argument("--out", required=True, help="where the copy goes; may be --model itself (replaced atomically)")
+    _crop_options(set_crop_cmd)
 
     quantize_cmd = commands.add_parser("quantize", help="float ONNX -> int8 ONNX, calibrated on training images")
     quantize_cmd.add_argument("--model", required=True, help="float ONNX from `export`")
@@ -105,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             from .export import export
 
-            print(f"wrote {export(args.checkpoint, args.out)}")
+            print(f"wrote {export(args.checkpoint, args.out, _crop(args))}")
+        elif args.command == "set-crop":
+            from .export import set_crop
+
+            print(f"wrote {set_crop(args.model, args.out, _crop(args))}")
         elif args.command == "quantize":
             from .quantize import quantize
 
@@ -118,6 +131,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _crop_options(command: argparse.ArgumentParser) -> None:
+    from .export import CALIBRATED_CROP
+
+    group = command.add_argument_group("face crop stored in the metadata (defaults: the calibrated crop)")
+    group.add_argument("--crop-margin", type=float, default=CALIBRATED_CROP.margin, help="extra side over the box's larger side, -0.5..2")
+    group.add_argument(
+        "--crop-offset-y", type=float, default=CALIBRATED_CROP.offset_y, help="crop centre moved towards the chin, in box sides, -0.5..0.5"
+    )
+    group.add_argument(
+        "--crop-upright",
+        choices=("true", "false"),
+        default="true" if CALIBRATED_CROP.upright else "false",
+        help="turn the crop so the eyes are level",
+    )
+
+
+def _crop(args: argparse.Namespace):
+    from .export import CropGeometry
+
+    return CropGeometry(margin=args.crop_margin, offset_y=args.crop_offset_y, upright=args.crop_upright == "true")
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import torch
 from emotion_tools.__main__ import main
 from emotion_tools.data import CLASS_NAMES, PUBLIC_TEST, load
 from emotion_tools.evaluate import onnx_probabilities, report
-from emotion_tools.export import read_metadata
+from emotion_tools.export import CALIBRATED_CROP, read_metadata
 from emotion_tools.train import load_checkpoint_model, normalise
 
 
@@ -77,6 +77,8 @@ def test_export_quantize_and_reload(trained, tiny_csv, tmp_path):
     meta = read_metadata(float_path)
     assert meta["class_names"].split(",") == list(CLASS_NAMES)
     assert meta["input_size"] == "48"
+    # Every export carries the calibrated crop, so the runtime cuts faces as they were measured.
+    assert {k: v for k, v in meta.items() if k.startswith("crop_")} == CALIBRATED_CROP.metadata()
 
     split = load(tiny_csv, (PUBLIC_TEST,))[PUBLIC_TEST]
     model, config = load_checkpoint_model(trained / "best.pt")
