@@ -68,9 +68,11 @@ pub struct Analyzer {
 impl Analyzer {
     /// Loads both models; the crop is the emotion model's (its metadata) with the overrides applied.
     pub fn load(paths: &ModelPaths, settings: AnalyzerSettings) -> Result<Self, ModelError> {
+        // Detector first: tools/arm_cost.sh tells the two loads apart by the order the files open.
+        let detector = TractDetector::load(&paths.detector, settings.detector)?;
         let classifier = TractClassifier::load(&paths.classifier, settings.classifier)?;
         let crop = settings.crop.apply(classifier.metadata().crop);
-        Ok(Self { detector: TractDetector::load(&paths.detector, settings.detector)?, classifier, crop })
+        Ok(Self { detector, classifier, crop })
     }
 
     pub fn detector(&self) -> &TractDetector {
