@@ -97,12 +97,12 @@ fn fold_constant_dequantization(graph: &mut pb::GraphProto) -> anyhow::Result<()
         graph.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
     let mut folded = Vec::new();
     for (index, node) in graph.node.iter().enumerate() {
-        let constant_inputs: Option<Vec<&pb::TensorProto>> =
-            node.input.iter().map(|name| initializers.get(name).map(|&i| &graph.initializer[i])).collect();
-        let (Some(inputs), [output]) = (constant_inputs, node.output.as_slice()) else { continue };
         if node.op_type != "DequantizeLinear" || !(node.domain.is_empty() || node.domain == "ai.onnx") {
             continue;
         }
+        let constant_inputs: Option<Vec<&pb::TensorProto>> =
+            node.input.iter().map(|name| initializers.get(name).map(|&i| &graph.initializer[i])).collect();
+        let (Some(inputs), [output]) = (constant_inputs, node.output.as_slice()) else { continue };
         let blocked = node.attribute.iter().any(|a| a.name == "block_size" && a.i != 0);
         let axis = node.attribute.iter().find(|a| a.name == "axis").map_or(1, |a| a.i);
         if blocked || !(2..=3).contains(&inputs.len()) {
