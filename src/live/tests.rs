@@ -60,10 +60,22 @@ impl Write for Port {
     }
 }
 
+/// A log writer into `port`, retried after `backoff`.
+fn memory_sink(port: &Port, backoff: Backoff) -> LineSink {
+    let writer = port.clone();
+    LineSink::start("memory port", Box::new(move || Ok(Box::new(writer.clone()) as Box<dyn Write + Send>)), 64, backoff)
+        .unwrap()
+}
+
+/// The shipped models.
+fn shipped_analyzer() -> Analyzer {
+    let models = ModelPaths::in_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    Analyzer::load(&models, AnalyzerSettings::default()).unwrap()
+}
+
 #[test]
 fn camera_faults_mid_stream_are_counted_and_recovered_without_losing_log_lines() {
-    let models = ModelPaths::in_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
-    let analyzer = Analyzer::load(&models, AnalyzerSettings::default()).unwrap();
+    let analyzer = shipped_analyzer();
     let face = Frame::from_rgb(
         image::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/astronaut.png")).unwrap().to_rgb8(),
     );
@@ -99,14 +111,7 @@ fn camera_faults_mid_stream_are_counted_and_recovered_without_losing_log_lines()
     });
     let fast = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(5) };
     let capture = Capture::start(opener, fast).unwrap();
-    let writer = port.clone();
-    let sink = LineSink::start(
-        "memory port",
-        Box::new(move || Ok(Box::new(writer.clone()) as Box<dyn Write + Send>)),
-        64,
-        fast,
-    )
-    .unwrap();
+    let sink = memory_sink(&port, fast);
     let tracker = Tracker::new(7, TrackerSettings::default()).unwrap();
     let options = LoopOptions { detect_every: 1, heartbeat: None, max_frames: None, workers: 1 };
     let summary = LiveLoop::new(&analyzer, tracker, Some(&sink), options)
@@ -140,8 +145,7 @@ fn camera_faults_mid_stream_are_counted_and_recovered_without_losing_log_lines()
 type Observed = (Vec<(u64, bool, Vec<(u64, usize)>)>, Vec<Value>);
 
 fn run_script(frames: Vec<Frame>, workers: usize, detect_every: u32) -> Observed {
-    let models = ModelPaths::in_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
-    let analyzer = Analyzer::load(&models, AnalyzerSettings::default()).unwrap();
+    let analyzer = shipped_analyzer();
     let mut steps: Vec<Step> = frames.into_iter().map(|frame| Ok(Some(frame))).collect();
     steps.push(Ok(None));
     let mut session = Some(steps);
@@ -152,14 +156,7 @@ fn run_script(frames: Vec<Frame>, workers: usize, detect_every: u32) -> Observed
     let fast = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(5) };
     let capture = Capture::start(opener, fast).unwrap();
     let port = Port::default();
-    let writer = port.clone();
-    let sink = LineSink::start(
-        "memory port",
-        Box::new(move || Ok(Box::new(writer.clone()) as Box<dyn Write + Send>)),
-        64,
-        fast,
-    )
-    .unwrap();
+    let sink = memory_sink(&port, fast);
     let tracker = Tracker::new(7, TrackerSettings::default()).unwrap();
     let options = LoopOptions { detect_every, heartbeat: None, max_frames: None, workers };
     let mut shown = Vec::new();
