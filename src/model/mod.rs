@@ -1,0 +1,243 @@
+//! Loading ONNX models with tract: one place for file errors and metadata access.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tract_onnx::data_resolver::FopenDataResolver;
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+
+mod planar;
+
+/// A model that could not be used; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file is missing, unreadable, not ONNX, or uses operators tract lacks: check the path
+    /// (`--models`, `--emotion-model`) or re-export the model with `tools/`.
+    #[error("cannot load model {path}: {cause:#}")]
+    Load { path: PathBuf, cause: anyhow::Error },
+    /// The model loaded but its inputs, outputs or metadata are not what this program expects.
+    #[error("model {path} is not usable by emotion-pi: {reason}")]
+    Unsupported { path: PathBuf, reason: String },
+    /// Running the model failed (should not happen with a validated model and input).
+    #[error("inference with {path} failed: {cause:#}")]
+    Run { path: PathBuf, cause: anyhow::Error },
+}
+
+/// A parsed ONNX model before its input shape is fixed, with its `metadata_props`.
+pub struct LoadedOnnx {
+    pub path: PathBuf,
+    pub model: InferenceModel,
+    pub metadata: HashMap<String, String>,
+}
+
+impl LoadedOnnx {
+    /// Parses `path`; `metadata` holds the ONNX `metadata_props` entries.
+    pub fn read(path: &Path) -> Result<Self, ModelError> {
+        let load_error = |cause: anyhow::Error| ModelError::Load { path: path.to_owned(), cause };
+        if !path.is_file() {
+            return Err(load_error(anyhow::anyhow!("no such file")));
+        }
+        // Intermediate shape annotations are ignored: onnxruntime's quantizer writes them with a
+        // symbolic batch that would clash with the concrete input shapes given at load.
+        let onnx = tract_onnx::onnx().with_ignore_value_info(true);
+        let mut proto = onnx.proto_model_for_path(path).map_err(load_error)?;
+        if let Some(graph) = proto.graph.as_mut() {
+            fold_constant_dequantization(graph).map_err(load_error)?;
+        }
+        let model = onnx.model_for_proto_model(&proto).map_err(load_error)?;
+        let prefix = "onnx.metadata_props.";
+        let metadata = model
+            .properties
+            .iter()
+            .filter_map(|(key, value)| {
+                let name = key.strip_prefix(prefix)?;
+                let text = value.try_as_plain_ram().ok()?.to_scalar::<String>().ok()?;
+                Some((name.to_owned(), text.clone()))
+            })
+            .collect();
+        Ok(Self { path: path.to_owned(), model, metadata })
+    }
+
+    /// Fixes the first input to the concrete `shape` and optimises the model for repeated runs;
+    /// this is where tract picks its kernels for the CPU it runs on.
+    ///
+    /// Shapes are concrete on purpose: with a symbolic batch dimension tract 0.23 cannot
+    /// specialise the convolutions and runs the emotion model several times slower.
+    pub fn runnable(&self, shape: &[usize], layout: ConvLayout) -> Result<Arc<TypedRunnableModel>, ModelError> {
+        let load_error = |cause: anyhow::Error| ModelError::Load { path: self.path.clone(), cause };
+        let mut typed = self
+            .model
+            .clone()
+            .with_input_fact(0, f32::fact(shape).into())
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .map_err(load_error)?;
+        if layout == ConvLayout::ChannelsLast {
+            let transform = tract_onnx::tract_core::transform::get_transform("conv_nhwc")
+                .map_err(load_error)?
+                .ok_or_else(|| load_error(anyhow::anyhow!("this tract has no conv_nhwc transform")))?;
+            typed.transform(&*transform).map_err(load_error)?;
+            typed.declutter().map_err(load_error)?;
+        }
+        planar::use_planar_ops(&mut typed).map_err(load_error)?;
+        // Not `into_optimized`: it declutters again, a full round of passes that changes
+        // nothing on a decluttered model and costs a good part of the load on a Pi.
+        typed.optimize().map_err(load_error)?;
+        typed.into_runnable().map_err(load_error)
+    }
+}
+
+/// Replaces every `DequantizeLinear` of constant int8 or uint8 weights by the float weights
+/// it computes, `(x - zero_point) * scale` per the ONNX definition, in the order tract's own
+/// expansion computes them, so the model is the same to the last bit. tract evaluates such
+/// constant subgraphs while it analyses the model, through its generic broadcasting
+/// arithmetic, at hundreds of instructions per weight: most of the emotion model's load.
+fn fold_constant_dequantization(graph: &mut pb::GraphProto) -> anyhow::Result<()> {
+    let initializers: HashMap<String, usize> =
+        graph.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+    let mut folded = Vec::new();
+    for (index, node) in graph.node.iter().enumerate() {
+        if node.op_type != "DequantizeLinear" || !(node.domain.is_empty() || node.domain == "ai.onnx") {
+            continue;
+        }
+        let constant_inputs: Option<Vec<&pb::TensorProto>> =
+            node.input.iter().map(|name| initializers.get(name).map(|&i| &graph.initializer[i])).collect();
+        let (Some(inputs), [output]) = (constant_inputs, node.output.as_slice()) else { continue };
+        let blocked = node.attribute.iter().any(|a| a.name == "block_size" && a.i != 0);
+        let axis = node.attribute.iter().find(|a| a.name == "axis").map_or(1, |a| a.i);
+        if blocked || !(2..=3).contains(&inputs.len()) {
+            continue;
+        }
+        let load = |t: &pb::TensorProto| {
+            tract_onnx::tensor::load_tensor(&FopenDataResolver, t, None)
+                .with_context(|| format!("initializer {} of {}", t.name, node.name))
+        };
+        let weights = load(inputs[0])?;
+        let scale = load(inputs[1])?;
+        let zero_point = inputs.get(2).map(|t| load(t)).transpose()?;
+        let Some(values) = dequantize(&weights, &scale, zero_point.as_ref(), axis)? else { continue };
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        folded.push((
+            index,
+            pb::TensorProto {
+                name: output.clone(),
+                dims: inputs[0].dims.clone(),
+                data_type: pb::tensor_proto::DataType::Float as i32,
+                raw_data: bytes,
+                ..Default::default()
+            },
+        ));
+    }
+    for (index, tensor) in folded.into_iter().rev() {
+        graph.node.remove(index);
+        graph.initializer.push(tensor);
+    }
+    // The int8 weights, scales and zero points nothing reads any more.
+    let used: HashSet<&String> =
+        graph.node.iter().flat_map(|n| &n.input).chain(graph.output.iter().map(|o| &o.name)).collect();
+    let unused: Vec<usize> =
+        graph.initializer.iter().enumerate().filter(|(_, t)| !used.contains(&t.name)).map(|(i, _)| i).collect();
+    for index in unused.into_iter().rev() {
+        graph.initializer.remove(index);
+    }
+    Ok(())
+}
+
+/// `(x - zero_point) * scale` with the scale and zero point per tensor or per slice along
+/// `axis`; `None` for a type or layout left to tract.
+fn dequantize(x: &Tensor, scale: &Tensor, zero_point: Option<&Tensor>, axis: i64) -> anyhow::Result<Option<Vec<f32>>> {
+    let as_f32 = |t: &Tensor| -> anyhow::Result<Option<Vec<f32>>> {
+        let plain = t.try_as_plain_ram()?;
+        Ok(match t.datum_type() {
+            DatumType::I8 => Some(plain.as_slice::<i8>()?.iter().map(|&v| f32::from(v)).collect()),
+            DatumType::U8 => Some(plain.as_slice::<u8>()?.iter().map(|&v| f32::from(v)).collect()),
+            _ => None,
+        })
+    };
+    let Some(values) = as_f32(x)? else { return Ok(None) };
+    if scale.datum_type() != DatumType::F32 {
+        return Ok(None);
+    }
+    let scales = scale.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+    let zero_points = match zero_point {
+        Some(zp) if zp.datum_type() != x.datum_type() => return Ok(None),
+        Some(zp) => match as_f32(zp)? {
+            Some(zp) => zp,
+            None => return Ok(None),
+        },
+        None => vec![0.0],
+    };
+    let shape = x.shape();
+    let axis = if axis < 0 { axis + shape.len() as i64 } else { axis };
+    let per_slice = scales.len() > 1 || zero_points.len() > 1;
+    let (channels, inner) = match usize::try_from(axis).ok().filter(|&a| a < shape.len()) {
+        Some(a) if per_slice => (shape[a], shape[a + 1..].iter().product::<usize>()),
+        _ if per_slice => return Ok(None),
+        _ => (1, values.len()),
+    };
+    let param =
+        |params: &[f32], channel: usize| if params.len() == 1 { Some(params[0]) } else { params.get(channel).copied() };
+    if (scales.len() != 1 && scales.len() != channels) || (zero_points.len() != 1 && zero_points.len() != channels) {
+        return Ok(None);
+    }
+    let mut out = values;
+    for (slice, channel) in out.chunks_mut(inner.max(1)).zip((0..channels.max(1)).cycle()) {
+        let (Some(s), Some(z)) = (param(&scales, channel), param(&zero_points, channel)) else { return Ok(None) };
+        for v in slice {
+            *v = (*v - z) * s;
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The memory layout tract runs a model's convolutions in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvLayout {
+    /// As the ONNX file has them (NCHW).
+    AsExported,
+    /// Channels last (tract's `conv_nhwc` transform). Depthwise convolutions then run over
+    /// contiguous channels: tract 0.23.9's NCHW depthwise kernel vectorises only stride-1
+    /// rows in runs of 8 and goes scalar on the 24-, 12- and 6-wide rows of the emotion
+    /// MobileNet, while the channels-last loop vectorises (a NEON kernel on aarch64).
+    /// BlazeFace stays as exported: its wide maps run faster in this crate's planar ops
+    /// (`planar.rs`) than channels-last; `emotion-pi bench` shows the cost of each model.
+    ChannelsLast,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dequantize_per_output_channel_and_per_tensor() {
+        // Two output channels of 2x1 weights, int8, each with its own scale and zero point.
+        let x = Tensor::from_shape(&[2, 2, 1], &[-128i8, 127, 3, -3]).unwrap();
+        let scale = Tensor::from_shape(&[2], &[0.5f32, 0.25]).unwrap();
+        let zero_point = Tensor::from_shape(&[2], &[-1i8, 2]).unwrap();
+        let values = dequantize(&x, &scale, Some(&zero_point), 0).unwrap().unwrap();
+        assert_eq!(values, vec![(-128.0 + 1.0) * 0.5, (127.0 + 1.0) * 0.5, (3.0 - 2.0) * 0.25, (-3.0 - 2.0) * 0.25]);
+
+        let x = Tensor::from_shape(&[3], &[0u8, 128, 255]).unwrap();
+        let scale = Tensor::from_shape(&[], &[0.1f32]).unwrap();
+        let zero_point = Tensor::from_shape(&[], &[128u8]).unwrap();
+        let values = dequantize(&x, &scale, Some(&zero_point), 1).unwrap().unwrap();
+        assert_eq!(values, vec![-128.0 * 0.1f32, 0.0, 127.0 * 0.1f32]);
+        assert_eq!(dequantize(&x, &scale, None, 1).unwrap().unwrap(), vec![0.0, 128.0 * 0.1f32, 255.0 * 0.1f32]);
+    }
+
+    #[test]
+    fn dequantize_leaves_what_it_does_not_know_to_tract() {
+        let x = Tensor::from_shape(&[2, 2], &[1i8, 2, 3, 4]).unwrap();
+        // Three scales for two channels, a zero point of another type, float weights.
+        let three = Tensor::from_shape(&[3], &[1f32, 2.0, 3.0]).unwrap();
+        assert_eq!(dequantize(&x, &three, None, 0).unwrap(), None);
+        let one = Tensor::from_shape(&[], &[1f32]).unwrap();
+        let unsigned = Tensor::from_shape(&[], &[0u8]).unwrap();
+        assert_eq!(dequantize(&x, &one, Some(&unsigned), 0).unwrap(), None);
+        let floats = Tensor::from_shape(&[2], &[1f32, 2.0]).unwrap();
+        assert_eq!(dequantize(&floats, &one, None, 0).unwrap(), None);
+    }
+}
