@@ -73,13 +73,18 @@ impl LoadedOnnx {
             .clone()
             .with_input_fact(0, f32::fact(shape).into())
             .and_then(|m| m.into_typed())
-            .and_then(|m| m.into_decluttered())
+            .and_then(|mut m| {
+                declutter(&mut m)?;
+                Ok(m)
+            })
             .map_err(load_error)?;
         if layout == ConvLayout::ChannelsLast {
             let transform = tract_onnx::tract_core::transform::get_transform("conv_nhwc")
                 .map_err(load_error)?
                 .ok_or_else(|| load_error(anyhow::anyhow!("this tract has no conv_nhwc transform")))?;
             typed.transform(&*transform).map_err(load_error)?;
+            // Here ChangeAxes earns its cost: it cancels the transposes the transform put
+            // around each convolution.
             typed.declutter().map_err(load_error)?;
         }
         planar::use_planar_ops(&mut typed).map_err(load_error)?;
@@ -88,6 +93,21 @@ impl LoadedOnnx {
         typed.optimize().map_err(load_error)?;
         typed.into_runnable().map_err(load_error)
     }
+}
+
+/// tract's declutter passes, without `ChangeAxes`. That pass moves axis changes (transposes,
+/// reshapes) through the graph until they cancel; on the shipped models what it saves per
+/// frame is small next to what it costs at load on a Pi (README, "Speed on a Pi"). The
+/// channels-last transform still runs it, see `runnable`. If a tract release names the pass
+/// differently, nothing is left out and the load is only slower; a test watches for that.
+fn declutter(model: &mut TypedModel) -> TractResult<()> {
+    declutter_passes().optimize(model)
+}
+
+fn declutter_passes() -> tract_onnx::tract_core::optim::Optimizer {
+    let mut optimizer = tract_onnx::tract_core::optim::Optimizer::declutter();
+    optimizer.passes.retain(|pass| !format!("{pass:?}").starts_with("ChangeAxes"));
+    optimizer
 }
 
 /// Replaces every `DequantizeLinear` of constant int8 or uint8 weights by the float weights
@@ -210,6 +230,18 @@ pub enum ConvLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declutter_leaves_out_change_axes_and_nothing_else() {
+        let all = tract_onnx::tract_core::optim::Optimizer::declutter().passes;
+        let ours = declutter_passes().passes;
+        let names = |passes: &[Box<dyn tract_onnx::tract_core::optim::TypedPass>]| {
+            passes.iter().map(|pass| format!("{pass:?}")).collect::<Vec<_>>()
+        };
+        let dropped: Vec<String> = names(&all).into_iter().filter(|name| !names(&ours).contains(name)).collect();
+        assert_eq!(ours.len() + 1, all.len(), "{:?}", names(&ours));
+        assert!(dropped.len() == 1 && dropped[0].starts_with("ChangeAxes"), "{dropped:?}");
+    }
 
     #[test]
     fn dequantize_per_output_channel_and_per_tensor() {
