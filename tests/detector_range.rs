@@ -1,5 +1,6 @@
 //! The two BlazeFace detectors: the input size picks the anchors and the default score, the
-//! long-range model decodes at its own scale, and both find the same face.
+//! long-range model decodes at its own scale, both find the same face, and `--detector-range`
+//! and `detect.range` choose between them.
 
 use std::path::{Path, PathBuf};
 
@@ -145,4 +146,51 @@ fn a_model_of_another_input_size_is_refused_naming_the_file() {
     let err = TractDetector::load(&emotion, DetectorSettings::default()).err().expect("refused");
     assert!(matches!(err, ModelError::Unsupported { .. }), "{err}");
     assert!(err.to_string().contains("emotion_mobilenet_int8.onnx"), "{err}");
+}
+
+fn emotion_pi(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_emotion-pi"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("EMOTION_PI_MODELS")
+        .output()
+        .expect("binary runs");
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+#[test]
+fn the_long_range_detector_is_chosen_by_flag_or_config_and_keeps_the_portraits_emotions() {
+    let rows = emotion_pi(&[
+        "classify",
+        "--detector-range",
+        "long",
+        "tests/fixtures/astronaut.png",
+        "tests/fixtures/grace_hopper.jpg",
+    ]);
+    let emotions: Vec<(&str, &str)> = rows
+        .lines()
+        .skip(1)
+        .map(|row| {
+            let fields: Vec<&str> = row.split(',').collect();
+            (fields[0], fields[7])
+        })
+        .collect();
+    assert_eq!(
+        emotions,
+        [("tests/fixtures/astronaut.png", "happy"), ("tests/fixtures/grace_hopper.jpg", "neutral")],
+        "{rows}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[detect]\nrange = \"long\"\n[serial]\nport = \"none\"\n[source]\nuri = \"tests/fixtures\"\n",
+    )
+    .expect("config written");
+    let config = config.to_str().expect("UTF-8 path");
+    let long = emotion_pi(&["run", "--config", config, "--check-config"]);
+    assert!(long.contains("face_detection_back_256x256_barracuda.onnx"), "{long}");
+    let short = emotion_pi(&["run", "--config", config, "--detector-range", "short", "--check-config"]);
+    assert!(short.contains("face_detection_front_128x128_barracuda.onnx"), "{short}");
 }
