@@ -409,7 +409,11 @@ mod tests {
         }
 
         fn examine(&self, settings: &RunSettings) -> Vec<Finding> {
-            examine(&self.host, settings, &ModelPaths::in_dir(&self.dir.path().join("no-models"), DetectorRange::default()))
+            examine(
+                &self.host,
+                settings,
+                &ModelPaths::in_dir(&self.dir.path().join("no-models"), DetectorRange::default()),
+            )
         }
     }
 

@@ -22,7 +22,8 @@ fn root() -> PathBuf {
 fn analyzer() -> &'static Analyzer {
     static SHIPPED: OnceLock<Analyzer> = OnceLock::new();
     SHIPPED.get_or_init(|| {
-        Analyzer::load(&ModelPaths::in_dir(&root().join("models"), DetectorRange::Short), AnalyzerSettings::default()).expect("models")
+        Analyzer::load(&ModelPaths::in_dir(&root().join("models"), DetectorRange::Short), AnalyzerSettings::default())
+            .expect("models")
     })
 }
 
@@ -97,7 +98,9 @@ fn a_model_without_crop_metadata_crops_as_before_and_config_overrides_the_margin
     };
     assert_eq!(Analyzer::load(&paths, settings).expect("loads").crop().margin, 0.3);
     // The shipped model's own crop, with only the margin replaced.
-    let shipped = Analyzer::load(&ModelPaths::in_dir(&root().join("models"), DetectorRange::Short), settings).expect("loads").crop();
+    let shipped = Analyzer::load(&ModelPaths::in_dir(&root().join("models"), DetectorRange::Short), settings)
+        .expect("loads")
+        .crop();
     assert_eq!(shipped, CropSettings { margin: 0.3, ..analyzer().crop() });
 }
 

@@ -70,7 +70,8 @@ fn memory_sink(port: &Port, backoff: Backoff) -> LineSink {
 
 /// The shipped models.
 fn shipped_analyzer() -> Analyzer {
-    let models = ModelPaths::in_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"), DetectorRange::Short);
+    let models =
+        ModelPaths::in_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"), DetectorRange::Short);
     Analyzer::load(&models, AnalyzerSettings::default()).unwrap()
 }
 
