@@ -162,8 +162,8 @@ pub struct ModelArgs {
     /// Emotion model file, overriding the one in the models folder.
     #[arg(long, value_name = "FILE")]
     pub emotion_model: Option<PathBuf>,
-    /// Which shipped face detector: short (faces near the camera) or long (faces further away,
-    /// about 6 times the detector's work) [default: short] [config: detect.range].
+    /// Which shipped face detector: short (faces near the camera) or long (smaller faces,
+    /// further away; 5.4 times the detector's instructions) [default: short] [config: detect.range].
     #[arg(long, value_enum, value_name = "RANGE")]
     pub detector_range: Option<DetectorRange>,
     /// Face detector model file, overriding the one in the models folder: a BlazeFace whose

@@ -6,8 +6,8 @@ use super::anchors::AnchorOptions;
 
 /// Which BlazeFace: MediaPipe's short-range (front camera) or longer-range (back camera) model.
 ///
-/// The long-range model sees the frame at twice the resolution, so it finds faces about half
-/// as large, for about six times the detector's work per frame (README "Speed on a Pi").
+/// The long-range model sees the frame at twice the resolution, so it finds much smaller faces,
+/// for six times the multiply-adds per frame (README "Near or far: the face detector").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DetectorRange {
