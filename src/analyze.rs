@@ -3,14 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::classify::{crop_face_into, ClassifierSettings, CropOverrides, CropSettings, Emotion, TractClassifier};
-use crate::detect::{DetectorSettings, Face, TractDetector};
+use crate::detect::{DetectorRange, DetectorSettings, Face, TractDetector};
 use crate::frame::Frame;
 use crate::model::ModelError;
 
 /// File name of the shipped emotion model inside the models folder.
 pub const EMOTION_MODEL: &str = "emotion_mobilenet_int8.onnx";
-/// File name of the shipped face detector inside the models folder.
-pub const DETECTOR_MODEL: &str = "blazeface/face_detection_front_128x128_barracuda.onnx";
 
 /// Where the two models are.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,9 +18,9 @@ pub struct ModelPaths {
 }
 
 impl ModelPaths {
-    /// The shipped models inside `dir`.
-    pub fn in_dir(dir: &Path) -> Self {
-        Self { detector: dir.join(DETECTOR_MODEL), classifier: dir.join(EMOTION_MODEL) }
+    /// The shipped models inside `dir`, with the face detector of `range`.
+    pub fn in_dir(dir: &Path, range: DetectorRange) -> Self {
+        Self { detector: dir.join(range.model_file()), classifier: dir.join(EMOTION_MODEL) }
     }
 
     /// The models folder to use when none is given: `$EMOTION_PI_MODELS`, then `models/` in the
@@ -38,7 +36,8 @@ impl ModelPaths {
         }
         candidates.push(PathBuf::from("/usr/share/emotion-pi/models"));
         let fallback = candidates[candidates.len() - 1].clone();
-        candidates.into_iter().find(|dir| dir.join(DETECTOR_MODEL).is_file()).unwrap_or(fallback)
+        let shipped = DetectorRange::default().model_file();
+        candidates.into_iter().find(|dir| dir.join(shipped).is_file()).unwrap_or(fallback)
     }
 }
 

@@ -20,7 +20,7 @@ use crate::classify::{
     ClassifierSettings, CropOverrides, CropSettings, TractClassifier, CROP_MARGIN_RANGE, CROP_OFFSET_RANGE,
 };
 use crate::config::{Config, ConfigError, DisplayKind, RunSettings, MIN_SCORE_RANGE};
-use crate::detect::DetectorSettings;
+use crate::detect::{DetectorRange, DetectorSettings};
 use crate::doctor::{self, Host, Verdict};
 use crate::live::device::{check_before_start, run_device};
 use crate::output::serial::target_name;
@@ -146,6 +146,9 @@ impl RunArgs {
         if self.models.no_mirror {
             config.classify.mirror = false;
         }
+        if let Some(range) = self.models.detector_range {
+            config.detect.range = range;
+        }
         config.settings(&path).map_err(|err| given.iter().fold(err, |err, &(key, flag)| err.blame_flag(key, flag)))
     }
 }
@@ -159,7 +162,12 @@ pub struct ModelArgs {
     /// Emotion model file, overriding the one in the models folder.
     #[arg(long, value_name = "FILE")]
     pub emotion_model: Option<PathBuf>,
-    /// Face detector model file, overriding the one in the models folder.
+    /// Which shipped face detector: short (faces near the camera) or long (smaller faces,
+    /// further away; 5.4 times the detector's instructions) [default: short] [config: detect.range].
+    #[arg(long, value_enum, value_name = "RANGE")]
+    pub detector_range: Option<DetectorRange>,
+    /// Face detector model file, overriding the one in the models folder: a BlazeFace whose
+    /// input size (128 or 256) says which range it is.
     #[arg(long, value_name = "FILE")]
     pub detector_model: Option<PathBuf>,
     /// Score each face alone, not averaged with its mirror image: half the classifier's work
@@ -169,12 +177,15 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The models to use with `settings`: `--models` wins over `models.dir` of the config.
+    /// The models to use with `settings`: `--models` and `--detector-range` win over
+    /// `models.dir` and `detect.range` of the config.
     fn paths_for(&self, settings: &RunSettings) -> ModelPaths {
-        match (&self.models, &settings.models_dir) {
-            (None, Some(dir)) => ModelArgs { models: Some(dir.clone()), ..self.clone() }.paths(),
-            _ => self.paths(),
+        ModelArgs {
+            models: self.models.clone().or_else(|| settings.models_dir.clone()),
+            detector_range: self.detector_range.or(Some(settings.detector_range)),
+            ..self.clone()
         }
+        .paths()
     }
 
     /// How the classifier scores faces when no config applies.
@@ -184,7 +195,7 @@ impl ModelArgs {
 
     fn paths(&self) -> ModelPaths {
         let dir = self.models.clone().unwrap_or_else(ModelPaths::default_dir);
-        let mut paths = ModelPaths::in_dir(&dir);
+        let mut paths = ModelPaths::in_dir(&dir, self.detector_range.unwrap_or_default());
         if let Some(p) = &self.emotion_model {
             paths.classifier = p.clone();
         }
@@ -198,9 +209,10 @@ impl ModelArgs {
 /// Detection and crop tuning.
 #[derive(Debug, Args)]
 pub struct DetectArgs {
-    /// Minimum face detection score, 0..1.
-    #[arg(long, default_value_t = 0.5, value_parser = min_face_score)]
-    pub min_face_score: f32,
+    /// Minimum face detection score, 0..1 [default: MediaPipe's for the detector: 0.5 short
+    /// range, 0.65 long range].
+    #[arg(long, value_parser = min_face_score)]
+    pub min_face_score: Option<f32>,
     /// Extra context around each face box for the classifier crop (0.1 = 10% larger), -0.5..2
     /// [default: the emotion model's, from its metadata, else 0.1].
     #[arg(long, value_parser = crop_margin)]

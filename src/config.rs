@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::capture::convert::YuvRange;
 use crate::capture::source::{SourceSpec, SpecError};
 use crate::classify::{ClassifierSettings, CropOverrides, CROP_MARGIN_RANGE};
+use crate::detect::DetectorRange;
 use crate::output::display::DisplayTarget;
 use crate::output::panel::driver::{Controller, PanelGeometry};
 use crate::output::panel::linux::PanelWiring;
@@ -164,8 +165,10 @@ impl Default for SourceConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectConfig {
-    /// Minimum face score, 0..1.
-    pub min_score: f32,
+    /// Which shipped face detector: `short` (the default) or `long` (faces further away).
+    pub range: DetectorRange,
+    /// Minimum face score, 0..1; unset, the detector's MediaPipe default.
+    pub min_score: Option<f32>,
     /// Run detection on every Nth frame; tracks hold their state in between.
     pub every: u32,
     /// Extra context around each face box for the classifier crop (0.1 = 10% larger); unset,
@@ -175,7 +178,7 @@ pub struct DetectConfig {
 
 impl Default for DetectConfig {
     fn default() -> Self {
-        Self { min_score: 0.5, every: 1, crop_margin: None }
+        Self { range: DetectorRange::default(), min_score: None, every: 1, crop_margin: None }
     }
 }
 
@@ -398,7 +401,10 @@ fn char_device_major(path: &Path) -> Option<u64> {
 pub struct RunSettings {
     pub source: SourceSpec,
     pub capture: CaptureSettings,
-    pub min_face_score: f32,
+    /// The shipped face detector to load from the models folder.
+    pub detector_range: DetectorRange,
+    /// `None`: the detector's own default.
+    pub min_face_score: Option<f32>,
     pub detect_every: u32,
     /// What the config changes of the emotion model's face crop.
     pub crop: CropOverrides,
@@ -488,10 +494,10 @@ impl Config {
             ));
         }
         let d = &self.detect;
-        if !MIN_SCORE_RANGE.contains(&d.min_score) {
+        if let Some(score) = d.min_score.filter(|s| !MIN_SCORE_RANGE.contains(s)) {
             return Err(invalid(
                 "detect.min_score",
-                d.min_score.to_string(),
+                score.to_string(),
                 format!("must be within {}..{}", MIN_SCORE_RANGE.start(), MIN_SCORE_RANGE.end()),
             ));
         }
@@ -569,6 +575,7 @@ impl Config {
                 retry_initial: Duration::from_millis(s.retry_initial_ms),
                 retry_max: Duration::from_millis(s.retry_max_ms),
             },
+            detector_range: d.range,
             min_face_score: d.min_score,
             detect_every: d.every,
             crop: CropOverrides { margin: d.crop_margin, ..CropOverrides::default() },
@@ -710,6 +717,16 @@ mod tests {
         assert_eq!(set.crop, CropOverrides { margin: Some(0.3), ..CropOverrides::default() });
         let err = parse("[detect]\ncrop_margin = 2.5\n").unwrap_err().to_string();
         assert!(err.contains("detect.crop_margin") && err.contains("-0.5..2"), "{err}");
+    }
+
+    #[test]
+    fn the_detector_range_and_score_default_to_the_short_model_and_its_own_score() {
+        let defaults = parse("").unwrap();
+        assert_eq!((defaults.detector_range, defaults.min_face_score), (DetectorRange::Short, None));
+        let long = parse("[detect]\nrange = \"long\"\nmin_score = 0.8\n").unwrap();
+        assert_eq!((long.detector_range, long.min_face_score), (DetectorRange::Long, Some(0.8)));
+        let message = parse("\n[detect]\nrange = \"medium\"\n").unwrap_err().to_string();
+        assert!(message.contains("medium") && message.contains("long") && message.contains("line 3"), "{message}");
     }
 
     #[test]

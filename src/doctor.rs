@@ -370,6 +370,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::detect::DetectorRange;
 
     /// A made-up Pi: files stand in for device nodes (they are owned by the user running
     /// the tests, whose group the fake group file calls `video`).
@@ -408,7 +409,11 @@ mod tests {
         }
 
         fn examine(&self, settings: &RunSettings) -> Vec<Finding> {
-            examine(&self.host, settings, &ModelPaths::in_dir(&self.dir.path().join("no-models")))
+            examine(
+                &self.host,
+                settings,
+                &ModelPaths::in_dir(&self.dir.path().join("no-models"), DetectorRange::default()),
+            )
         }
     }
 

@@ -1,10 +1,11 @@
 //! BlazeFace decoding against golden values from an independent Python reference
 //! (`tools/blazeface_reference.py`, onnxruntime + numpy), stored in
-//! `tests/fixtures/blazeface_reference.json`.
+//! `tests/fixtures/blazeface_reference.json` (short range) and
+//! `tests/fixtures/blazeface_long_reference.json` (`--range long`).
 
 use std::path::{Path, PathBuf};
 
-use emotion_pi::detect::{anchor_centers, AnchorOptions, DetectorSettings, Face, TractDetector};
+use emotion_pi::detect::{anchor_centers, AnchorOptions, DetectorRange, DetectorSettings, Face, TractDetector};
 use image::RgbImage;
 use serde_json::Value;
 
@@ -12,18 +13,28 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn reference() -> Value {
-    let text =
-        std::fs::read_to_string(root().join("tests/fixtures/blazeface_reference.json")).expect("fixture readable");
+const RANGES: [DetectorRange; 2] = [DetectorRange::Short, DetectorRange::Long];
+
+fn reference_of(range: DetectorRange) -> Value {
+    let name = match range {
+        DetectorRange::Short => "blazeface_reference.json",
+        DetectorRange::Long => "blazeface_long_reference.json",
+    };
+    let text = std::fs::read_to_string(root().join("tests/fixtures").join(name)).expect("fixture readable");
     serde_json::from_str(&text).expect("fixture is JSON")
 }
 
+fn reference() -> Value {
+    reference_of(DetectorRange::Short)
+}
+
+fn detector_of(range: DetectorRange) -> TractDetector {
+    TractDetector::load(&root().join("models").join(range.model_file()), DetectorSettings::default())
+        .expect("detector loads")
+}
+
 fn detector() -> TractDetector {
-    TractDetector::load(
-        &root().join("models/blazeface/face_detection_front_128x128_barracuda.onnx"),
-        DetectorSettings::default(),
-    )
-    .expect("detector loads")
+    detector_of(DetectorRange::Short)
 }
 
 fn load_rgb(name: &str) -> RgbImage {
@@ -60,20 +71,27 @@ fn f(v: &Value) -> f32 {
 
 #[test]
 fn anchors_match_reference() {
-    let expected = reference()["anchors"]["centers"].as_array().unwrap().clone();
-    let anchors = anchor_centers(&AnchorOptions::blazeface_short_range());
-    assert_eq!(anchors.len(), 896);
-    for (i, ((x, y), e)) in anchors.iter().zip(&expected).enumerate() {
-        assert!((x - f(&e[0])).abs() < 1e-6 && (y - f(&e[1])).abs() < 1e-6, "anchor {i}: ({x}, {y}) vs {e}");
+    for range in RANGES {
+        let expected = reference_of(range)["anchors"]["centers"].as_array().unwrap().clone();
+        let anchors = anchor_centers(&range.anchor_options());
+        assert_eq!((anchors.len(), expected.len()), (896, 896));
+        for (i, ((x, y), e)) in anchors.iter().zip(&expected).enumerate() {
+            assert!((x - f(&e[0])).abs() < 1e-6 && (y - f(&e[1])).abs() < 1e-6, "{range:?} {i}: ({x}, {y}) vs {e}");
+        }
     }
 }
 
 #[test]
 fn letterbox_matches_reference_pixels() {
-    let reference = reference();
-    let detector = detector();
+    for range in RANGES {
+        letterbox_matches(&reference_of(range), &detector_of(range));
+    }
+}
+
+fn letterbox_matches(reference: &Value, detector: &TractDetector) {
+    let side = detector.input_size() as usize;
     for case in reference["cases"].as_array().unwrap() {
-        let image = case_image(&reference, case);
+        let image = case_image(reference, case);
         let (tensor, letterbox) = detector.preprocess(&image).expect("preprocess");
         assert!((letterbox.scale - f(&case["scale"])).abs() < 1e-5);
         assert!(
@@ -90,7 +108,7 @@ fn letterbox_matches_reference_pixels() {
         for pixel in case["letterbox_check"]["pixels"].as_array().unwrap() {
             let (u, v) = (pixel["u"].as_u64().unwrap() as usize, pixel["v"].as_u64().unwrap() as usize);
             for c in 0..3 {
-                let ours = (values[(v * 128 + u) * 3 + c] + 1.0) * 127.5;
+                let ours = (values[(v * side + u) * 3 + c] + 1.0) * 127.5;
                 let theirs = f(&pixel["rgb"][c]);
                 assert!(
                     (ours - theirs).abs() <= tolerance,
@@ -120,11 +138,15 @@ fn assert_face_matches(name: &str, face: &Face, expected: &Value) {
 
 #[test]
 fn detections_match_reference() {
-    let reference = reference();
-    let detector = detector();
+    for range in RANGES {
+        detections_match(&reference_of(range), &detector_of(range));
+    }
+}
+
+fn detections_match(reference: &Value, detector: &TractDetector) {
     for case in reference["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let faces = detector.detect(&case_image(&reference, case)).expect("detect");
+        let faces = detector.detect(&case_image(reference, case)).expect("detect");
         let expected = case["detections"].as_array().unwrap();
         assert_eq!(faces.len(), expected.len(), "{name}: {faces:?}");
         // Match by nearest centre: order of equal-score faces is not part of the contract.

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use emotion_pi::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
 use emotion_pi::bulk::frames::{run_frame, Background, FrameSpec, Placement};
 use emotion_pi::classify::{crop_map, ClassifierSettings, CropSettings, TractClassifier};
+use emotion_pi::detect::DetectorRange;
 use emotion_pi::frame::Frame;
 use emotion_pi::geometry::{convex_iou, BoundingBox, Point};
 use emotion_pi::resample::{warp_into, Normalize, Outside, SourceImage};
@@ -21,7 +22,8 @@ fn root() -> PathBuf {
 fn analyzer() -> &'static Analyzer {
     static SHIPPED: OnceLock<Analyzer> = OnceLock::new();
     SHIPPED.get_or_init(|| {
-        Analyzer::load(&ModelPaths::in_dir(&root().join("models")), AnalyzerSettings::default()).expect("models")
+        Analyzer::load(&ModelPaths::in_dir(&root().join("models"), DetectorRange::Short), AnalyzerSettings::default())
+            .expect("models")
     })
 }
 
@@ -89,14 +91,16 @@ fn a_model_without_crop_metadata_crops_as_before_and_config_overrides_the_margin
     let old = model_without_crop_keys(dir.path());
     let classifier = TractClassifier::load(&old, ClassifierSettings::default()).expect("loads");
     assert_eq!(classifier.metadata().crop, CropSettings { margin: 0.1, offset_y: 0.0, upright: true });
-    let paths = ModelPaths { classifier: old, ..ModelPaths::in_dir(&root().join("models")) };
+    let paths = ModelPaths { classifier: old, ..ModelPaths::in_dir(&root().join("models"), DetectorRange::Short) };
     let settings = AnalyzerSettings {
         crop: emotion_pi::classify::CropOverrides { margin: Some(0.3), ..Default::default() },
         ..AnalyzerSettings::default()
     };
     assert_eq!(Analyzer::load(&paths, settings).expect("loads").crop().margin, 0.3);
     // The shipped model's own crop, with only the margin replaced.
-    let shipped = Analyzer::load(&ModelPaths::in_dir(&root().join("models")), settings).expect("loads").crop();
+    let shipped = Analyzer::load(&ModelPaths::in_dir(&root().join("models"), DetectorRange::Short), settings)
+        .expect("loads")
+        .crop();
     assert_eq!(shipped, CropSettings { margin: 0.3, ..analyzer().crop() });
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Independent reference implementation of MediaPipe BlazeFace short-range
-face detection (pre- and post-processing) used to produce golden values for
-the Rust implementation in emotion-pi.
+"""Independent reference implementation of MediaPipe BlazeFace face detection
+(pre- and post-processing) used to produce golden values for the Rust
+implementation in emotion-pi: the short-range model (below, N = 128) or, with
+``--range long``, the long-range one (N = 256, the differences in RANGES).
 
 Pipeline (all geometry in float64):
 
@@ -23,6 +24,7 @@ Pipeline (all geometry in float64):
 Usage (from the repository root)::
 
     python tools/blazeface_reference.py --out tests/fixtures/blazeface_reference.json
+    python tools/blazeface_reference.py --range long --out tests/fixtures/blazeface_long_reference.json
 
 Optional ``--draw DIR`` writes PNGs with the final boxes/keypoints drawn, for
 visual checking.
@@ -62,7 +64,17 @@ KEYPOINT_NAMES = [
     "left_ear_tragion",
 ]
 
-# SsdAnchorsCalculatorOptions of face_detection_short_range.
+# What differs between the two detectors: the file, the input side, MediaPipe's
+# min_score_thresh and the anchors' min_scale and strides. The long-range values
+# are those of MediaPipe's graphs/face_detection/face_detection_back_desktop_live.pbtxt.
+RANGES = {
+    "short": dict(model="face_detection_front_128x128_barracuda.onnx", size=128, min_score=0.5,
+                  min_scale=0.1484375, strides=[8, 16, 16, 16]),
+    "long": dict(model="face_detection_back_256x256_barracuda.onnx", size=256, min_score=0.65,
+                 min_scale=0.15625, strides=[16, 32, 32, 32]),
+}
+
+# SsdAnchorsCalculatorOptions of face_detection_short_range (see use_range).
 ANCHOR_OPTIONS = dict(
     num_layers=4,
     min_scale=0.1484375,
@@ -357,9 +369,20 @@ def unletterbox_y(yn, scale, pad_y):
 # Full pipeline
 # --------------------------------------------------------------------------
 
+def use_range(name: str) -> None:
+    """Switch the module's settings to the detector `name` of RANGES."""
+    global MODEL_PATH, INPUT_SIZE, MIN_SCORE_THRESH, ANCHOR_OPTIONS
+    r = RANGES[name]
+    MODEL_PATH = REPO_ROOT / "models" / "blazeface" / r["model"]
+    INPUT_SIZE = r["size"]
+    MIN_SCORE_THRESH = r["min_score"]
+    ANCHOR_OPTIONS = dict(ANCHOR_OPTIONS, input_size_height=r["size"], input_size_width=r["size"],
+                          min_scale=r["min_scale"], strides=r["strides"])
+
+
 def detect(model: BlazeFace, rgb: np.ndarray, anchors: np.ndarray, norm="minus1_1"):
     """Run the whole pipeline on an (H, W, 3) uint8 RGB image."""
-    lb, scale, pad_x, pad_y = letterbox(rgb)
+    lb, scale, pad_x, pad_y = letterbox(rgb, INPUT_SIZE)
     tensor = normalise(lb, norm)
     raw_scores, regs = model(tensor)
     scores = sigmoid_scores(raw_scores)
@@ -458,10 +481,14 @@ def main():
     ap.add_argument("--out", type=Path, required=True, help="output JSON path")
     ap.add_argument("--draw", type=Path, default=None,
                     help="directory for annotated PNGs (visual check)")
+    ap.add_argument("--range", choices=sorted(RANGES), default="short",
+                    help="which detector (default short)")
     args = ap.parse_args()
+    use_range(args.range)
+    n = INPUT_SIZE
 
-    model = BlazeFace()
-    anchors = ssd_anchors()
+    model = BlazeFace(MODEL_PATH)
+    anchors = ssd_anchors(ANCHOR_OPTIONS)
     assert anchors.shape == (896, 2)
 
     images = {f: load_rgb(FIXTURES / f) for f in ("grace_hopper.jpg", "astronaut.png")}
@@ -495,15 +522,16 @@ def main():
             draw(rgb, rec["detections"], args.draw / f"blazeface_{name}.png")
 
     doc = dict(
-        description="Golden values for MediaPipe BlazeFace short-range face detection "
-                    "(face_detection_front_128x128_barracuda.onnx), produced by "
-                    "tools/blazeface_reference.py. Floats rounded to 6 decimals.",
-        model="models/blazeface/face_detection_front_128x128_barracuda.onnx",
+        description=f"Golden values for MediaPipe BlazeFace {args.range}-range face detection "
+                    f"({MODEL_PATH.name}), produced by "
+                    "tools/blazeface_reference.py" + ("" if args.range == "short" else f" --range {args.range}")
+                    + ". Floats rounded to 6 decimals.",
+        model=f"models/blazeface/{MODEL_PATH.name}",
         image_decoding="Pillow (libjpeg for the JPEG), converted to 8-bit RGB",
         preprocessing=dict(
-            input="input:0, NHWC 1x128x128x3 float32, RGB",
-            letterbox="scale = min(128/W, 128/H); pad_x = (128 - W*scale)/2, "
-                      "pad_y = (128 - H*scale)/2 (floats, unrounded). Output pixel (u, v) "
+            input=f"input:0, NHWC 1x{n}x{n}x3 float32, RGB",
+            letterbox=f"scale = min({n}/W, {n}/H); pad_x = ({n} - W*scale)/2, "
+                      f"pad_y = ({n} - H*scale)/2 (floats, unrounded). Output pixel (u, v) "
                       "samples the source bilinearly (float64) at sx = (u+0.5-pad_x)/scale - 0.5, "
                       "sy = (v+0.5-pad_y)/scale - 0.5; neighbours floor(s) and floor(s)+1 clamped "
                       "to [0, W-1] / [0, H-1]. If (u+0.5-pad_x)/scale is outside [0, W) or "
@@ -513,21 +541,23 @@ def main():
             normalisation_check_max_scores=r6(norm_check),
         ),
         outputs=dict(
-            order="scores = concat(Identity:0 (512, stride 8), Identity_1:0 (384, stride 16)); "
+            order=f"scores = concat(Identity:0 (512, stride {ANCHOR_OPTIONS['strides'][0]}), "
+                  f"Identity_1:0 (384, stride {ANCHOR_OPTIONS['strides'][1]})); "
                   "regressors = concat(Identity_2:0, Identity_3:0) -> 896 x 16, same order as anchors",
         ),
         anchors=dict(
             options=ANCHOR_OPTIONS,
             note="896 anchors [cx, cy] normalised 0..1, w = h = 1 (fixed_anchor_size). "
-                 "Stride 8: 16x16 cells x 2, stride 16: 8x8 cells x 6; order row y, column x, "
+                 f"Stride {ANCHOR_OPTIONS['strides'][0]}: 16x16 cells x 2, stride {ANCHOR_OPTIONS['strides'][1]}: "
+                 "8x8 cells x 6; order row y, column x, "
                  "anchor; cx = (x+0.5)/fm_w, cy = (y+0.5)/fm_h.",
             centers=r6(anchors),
         ),
         decoding=dict(
-            score="sigmoid(clip(raw, -100, 100)), keep score >= 0.5",
-            box="x_c = r[0]/128 + a.cx, y_c = r[1]/128 + a.cy, w = r[2]/128, h = r[3]/128; "
+            score=f"sigmoid(clip(raw, -100, 100)), keep score >= {MIN_SCORE_THRESH}",
+            box=f"x_c = r[0]/{n} + a.cx, y_c = r[1]/{n} + a.cy, w = r[2]/{n}, h = r[3]/{n}; "
                 "box_norm = [x_c - w/2, y_c - h/2, w, h] in letterboxed 0..1 space",
-            keypoints="kp_i = (r[4+2i]/128 + a.cx, r[5+2i]/128 + a.cy), i = 0..5",
+            keypoints=f"kp_i = (r[4+2i]/{n} + a.cx, r[5+2i]/{n} + a.cy), i = 0..5",
             keypoint_order=KEYPOINT_NAMES,
             keypoint_order_note="subject's right eye (image left) first; confirmed visually",
         ),
@@ -539,7 +569,7 @@ def main():
                         "with IoU > 0.3 to it (itself included); box and keypoints = "
                         "score-weighted mean over cluster; score = best's score; remove cluster; repeat",
         ),
-        unletterbox="x_px = (x_norm*128 - pad_x)/scale, y_px = (y_norm*128 - pad_y)/scale; "
+        unletterbox=f"x_px = (x_norm*{n} - pad_x)/scale, y_px = (y_norm*{n} - pad_y)/scale; "
                     "box_px = [x, y, w, h] from transformed corners",
         composites=dict(
             description="Each composite case: an RGB canvas of size [W, H] filled with (0,0,0); "

@@ -23,6 +23,7 @@ echo "$contents"
 for path in ./usr/bin/emotion-pi \
     ./usr/share/emotion-pi/models/emotion_mobilenet_int8.onnx \
     ./usr/share/emotion-pi/models/blazeface/face_detection_front_128x128_barracuda.onnx \
+    ./usr/share/emotion-pi/models/blazeface/face_detection_back_256x256_barracuda.onnx \
     ./usr/share/emotion-pi/models/blazeface/LICENSE \
     ./etc/emotion-pi/config.toml; do
     grep -q " $path$" <<<"$contents" || fail "missing $path"

@@ -16,6 +16,7 @@ use super::fer::LabelledFace;
 use super::metrics::{AccuracyReport, Confusion};
 use crate::analyze::Analyzer;
 use crate::classify::{crop_map, CropSettings};
+use crate::detect::DetectorRange;
 use crate::frame::Frame;
 use crate::geometry::{convex_iou, Point};
 use crate::model::ModelError;
@@ -336,6 +337,9 @@ pub struct FramesReport {
     /// Range of the placed faces' sides, pixels.
     pub face_sides: [f32; 2],
     pub max_tilt_degrees: f32,
+    /// The face detector that ran, and the minimum score it kept faces at.
+    pub detector: DetectorRange,
+    pub min_face_score: f32,
     pub detections: DetectionCounts,
     /// `eval` on the same faces, already cropped.
     pub crops: AccuracyReport,
@@ -415,6 +419,8 @@ pub fn evaluate_frames(
         frame: [FRAME_WIDTH, FRAME_HEIGHT],
         face_sides: [*FACE_SIDES.start(), *FACE_SIDES.end()],
         max_tilt_degrees: MAX_TILT_DEGREES,
+        detector: analyzer.detector().range(),
+        min_face_score: analyzer.detector().min_score(),
         detections: count_detections(&outcomes),
         crops,
         crops_of_found,
@@ -554,6 +560,7 @@ impl Report for FramesReport {
             "{frames} faces, each in its own {}x{} frame (seed {}): side {}-{} px, tilt up to {} degrees\n",
             self.frame[0], self.frame[1], self.seed, self.face_sides[0], self.face_sides[1], self.max_tilt_degrees
         );
+        text += &format!("detector: BlazeFace {} range, min score {}\n", self.detector.name(), self.min_face_score);
         text += &format!(
             "detections per frame: none {} ({:.2}%), one {} ({:.2}%), several {} ({:.2}%)\n",
             d.none,

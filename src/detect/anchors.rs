@@ -24,6 +24,20 @@ impl AnchorOptions {
             offset: 0.5,
         }
     }
+
+    /// BlazeFace long range (back camera, 256×256): 896 anchors. MediaPipe's
+    /// `graphs/face_detection/face_detection_back_desktop_live.pbtxt` leaves
+    /// `interpolated_scale_aspect_ratio` at its proto default of 1.0, which adds the anchor.
+    pub fn blazeface_long_range() -> Self {
+        Self {
+            input_width: 256,
+            input_height: 256,
+            strides: vec![16, 32, 32, 32],
+            aspect_ratios: 1,
+            interpolated_scale_aspect_ratio: true,
+            offset: 0.5,
+        }
+    }
 }
 
 /// Anchor centres `(x, y)` normalised to 0..1, in the order the model's outputs list them.

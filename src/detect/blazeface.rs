@@ -1,4 +1,4 @@
-//! MediaPipe BlazeFace (short range, 128×128) run by tract.
+//! MediaPipe BlazeFace (short range 128×128, or long range 256×256) run by tract.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -6,8 +6,9 @@ use std::sync::Arc;
 use image::RgbImage;
 use tract_onnx::prelude::*;
 
-use super::anchors::{anchor_centers, AnchorOptions};
+use super::anchors::anchor_centers;
 use super::nms::weighted_nms;
+use super::range::DetectorRange;
 use super::Face;
 use crate::geometry::{BoundingBox, Point};
 use crate::model::{ConvLayout, LoadedOnnx, ModelError};
@@ -19,15 +20,16 @@ const KEYPOINTS: usize = 6;
 /// Detector tuning.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DetectorSettings {
-    /// Minimum face score (0..1) for a detection to count. MediaPipe uses 0.5.
-    pub min_score: f32,
+    /// Minimum face score (0..1) for a detection to count; `None`, the one MediaPipe uses
+    /// with the loaded model ([`DetectorRange::default_min_score`]).
+    pub min_score: Option<f32>,
     /// Detections overlapping more than this (IoU) are merged into one face.
     pub iou_threshold: f32,
 }
 
 impl Default for DetectorSettings {
     fn default() -> Self {
-        Self { min_score: 0.5, iou_threshold: 0.3 }
+        Self { min_score: None, iou_threshold: 0.3 }
     }
 }
 
@@ -66,20 +68,32 @@ impl Letterbox {
 pub struct TractDetector {
     model: Arc<TypedRunnableModel>,
     anchors: Vec<(f32, f32)>,
+    range: DetectorRange,
     input_size: u32,
-    settings: DetectorSettings,
+    min_score: f32,
+    iou_threshold: f32,
     path: std::path::PathBuf,
 }
 
 impl TractDetector {
-    /// Loads and optimises the short-range BlazeFace ONNX at `path`.
+    /// Loads and optimises the BlazeFace ONNX at `path`; its input size tells which of the two
+    /// detectors it is, and so its anchors and default minimum score.
     pub fn load(path: &Path, settings: DetectorSettings) -> Result<Self, ModelError> {
         let loaded = LoadedOnnx::read(path)?;
-        let options = AnchorOptions::blazeface_short_range();
+        let range = input_range(&loaded)?;
+        let options = range.anchor_options();
         let input_size = options.input_width;
         let anchors = anchor_centers(&options);
         let model = loaded.runnable(&[1, input_size as usize, input_size as usize, 3], ConvLayout::AsExported)?;
-        let detector = Self { model, anchors, input_size, settings, path: path.to_owned() };
+        let detector = Self {
+            model,
+            anchors,
+            range,
+            input_size,
+            min_score: settings.min_score.unwrap_or_else(|| range.default_min_score()),
+            iou_threshold: settings.iou_threshold,
+            path: path.to_owned(),
+        };
         detector.check_outputs()?;
         Ok(detector)
     }
@@ -98,7 +112,10 @@ impl TractDetector {
                 other => {
                     return Err(ModelError::Unsupported {
                         path: self.path.clone(),
-                        reason: format!("unexpected output shape {other:?}; expected BlazeFace short range"),
+                        reason: format!(
+                            "unexpected output shape {other:?}; expected BlazeFace {} range",
+                            self.range.name()
+                        ),
                     })
                 }
             }
@@ -123,6 +140,16 @@ impl TractDetector {
     /// Side of the square model input in pixels.
     pub fn input_size(&self) -> u32 {
         self.input_size
+    }
+
+    /// Which of the two BlazeFace detectors this is.
+    pub fn range(&self) -> DetectorRange {
+        self.range
+    }
+
+    /// The minimum face score in effect: the user's, or the model's default.
+    pub fn min_score(&self) -> f32 {
+        self.min_score
     }
 
     /// The letterboxed, normalised (-1..1) NHWC input tensor for `image`.
@@ -175,7 +202,7 @@ impl TractDetector {
             .zip(regressors.chunks_exact(VALUES_PER_ANCHOR))
             .filter_map(|((&(ax, ay), &logit), r)| {
                 let score = sigmoid(logit.clamp(-100.0, 100.0));
-                if score < self.settings.min_score {
+                if score < self.min_score {
                     return None;
                 }
                 let (cx, cy) = (r[0] / size + ax, r[1] / size + ay);
@@ -198,7 +225,7 @@ impl TractDetector {
                 })
             })
             .collect();
-        weighted_nms(candidates, self.settings.iou_threshold)
+        weighted_nms(candidates, self.iou_threshold)
     }
 
     /// All faces in `image`, best first.
@@ -206,6 +233,26 @@ impl TractDetector {
         let (input, letterbox) = self.preprocess(image)?;
         let (scores, regressors) = self.infer(input)?;
         Ok(self.decode(&scores, &regressors, &letterbox))
+    }
+}
+
+/// The detector a model is, from its declared `1×side×side×3` input.
+fn input_range(loaded: &LoadedOnnx) -> Result<DetectorRange, ModelError> {
+    let unsupported = |reason: String| ModelError::Unsupported { path: loaded.path.clone(), reason };
+    let shape = loaded
+        .model
+        .input_fact(0)
+        .and_then(|fact| fact.shape.as_concrete_finite())
+        .map_err(|cause| ModelError::Load { path: loaded.path.clone(), cause })?;
+    match shape.as_deref() {
+        Some(&[1, side, width, 3]) if side == width => DetectorRange::from_input_size(side).ok_or_else(|| {
+            unsupported(format!(
+                "input 1x{side}x{side}x3 is neither BlazeFace short range (128x128) nor long range (256x256)"
+            ))
+        }),
+        other => Err(unsupported(format!(
+            "input shape {other:?}; expected BlazeFace's 1xNxNx3 (N = 128 short range, 256 long range)"
+        ))),
     }
 }
 

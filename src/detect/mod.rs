@@ -3,10 +3,12 @@
 mod anchors;
 mod blazeface;
 mod nms;
+mod range;
 
 pub use anchors::{anchor_centers, AnchorOptions};
 pub use blazeface::{DetectorSettings, Letterbox, TractDetector};
 pub use nms::weighted_nms;
+pub use range::DetectorRange;
 
 use crate::geometry::{BoundingBox, Point};
 

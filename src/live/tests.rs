@@ -12,6 +12,7 @@ use super::*;
 use crate::analyze::{AnalyzerSettings, ModelPaths};
 use crate::capture::source::{CaptureError, FrameSource};
 use crate::capture::thread::SourceOpener;
+use crate::detect::DetectorRange;
 use crate::frame::Frame;
 use crate::track::TrackerSettings;
 use crate::worker::Backoff;
@@ -69,7 +70,8 @@ fn memory_sink(port: &Port, backoff: Backoff) -> LineSink {
 
 /// The shipped models.
 fn shipped_analyzer() -> Analyzer {
-    let models = ModelPaths::in_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let models =
+        ModelPaths::in_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"), DetectorRange::Short);
     Analyzer::load(&models, AnalyzerSettings::default()).unwrap()
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use emotion_pi::analyze::ModelPaths;
 use emotion_pi::config::MAX_WORKERS;
+use emotion_pi::detect::DetectorRange;
 use emotion_pi::report::print_report;
 
 use crate::live::{run_live_bench, LiveBenchOptions};
@@ -97,7 +98,7 @@ fn soak_minutes(text: &str) -> Result<f64, String> {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let models = ModelPaths::in_dir(&cli.models.unwrap_or_else(ModelPaths::default_dir));
+    let models = ModelPaths::in_dir(&cli.models.unwrap_or_else(ModelPaths::default_dir), DetectorRange::default());
     match cli.command {
         Command::Live(args) => {
             let options = LiveBenchOptions { source: args.source, frames: args.frames, workers: args.workers as usize };
