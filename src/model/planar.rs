@@ -2,14 +2,14 @@
 //!
 //! BlazeFace runs channels-first, where tract 0.23.9's depthwise convolution walks its
 //! patches with general-purpose address arithmetic and its max-pool goes through the
-//! generic pooling loop: on a Cortex-A72 they took about 4 and 40 instructions per
-//! multiply-add or per compared value, more than half of the detector. The two ops here
-//! do the same arithmetic in row order, which the compiler turns into 4-lane NEON on
-//! aarch64 (and SSE on x86-64) without any target-specific code:
+//! generic pooling loop; together they were most of the detector's instructions on a Pi
+//! (README, "Written by hand, and why"). The two ops here do the same arithmetic in row
+//! order, which the compiler turns into 4-lane NEON on aarch64 (and SSE on x86-64)
+//! without any target-specific code:
 //!
 //! - the depthwise convolution copies each channel once into a zero-padded scratch plane,
 //!   split by column into `stride` phases so that every kernel tap reads a contiguous
-//!   run, then accumulates all taps for eight outputs at a time in registers;
+//!   run, then adds up to nine taps per pass over each output row;
 //! - the max-pool takes the maximum of each 2x2 block, two rows at a time.
 //!
 //! [`use_planar_ops`] swaps them into a decluttered model before tract optimises it; what
@@ -183,6 +183,8 @@ impl PlanarDepthwise {
 
 /// `row[x] += weights[0] * sources[0][x] + weights[1] * sources[1][x] + ...` for every `x`,
 /// added in that order.
+// Not inlined: as a function of its own, `row` is known not to overlap the sources, and
+// the loop vectorises without run-time overlap checks on every call.
 #[inline(never)]
 fn accumulate_taps(row: &mut [f32], sources: [&[f32]; TAPS_PER_PASS], weights: [f32; TAPS_PER_PASS]) {
     // Zipped iterators rather than indexing: the compiler then proves every access in
