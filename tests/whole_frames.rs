@@ -56,7 +56,7 @@ fn a_face_placed_at_a_known_square_is_found_and_cropped_back_onto_it() {
         let outcome = run_frame(analyzer(), &face, 96, &spec, &[crop]).expect("pipeline");
         assert_eq!(outcome.detections, 1, "{spec:?}");
         let found = outcome.found.expect("the placed face is found");
-        let (predicted, crop_iou) = found.per_geometry[0];
+        let (predicted, crop_iou, seen) = found.per_geometry[0];
         // The square was cut with the model's own crop geometry, so the crop of the placed face
         // must land back on it (detection is the same face at another size, place and tilt), as
         // well as a crop of that geometry can: exactly when it turns with the eyes, else as well
@@ -69,6 +69,12 @@ fn a_face_placed_at_a_known_square_is_found_and_cropped_back_onto_it() {
             convex_iou(&untilted.corners(), &p.corners())
         };
         assert!(crop_iou >= best - 0.1, "crop IoU {crop_iou}, best {best}, for {spec:?}");
+        // The same framing again: about the square's size and place; turned back by the tilt
+        // exactly when the crop keeps the frame's axes.
+        assert!((0.9..=1.1).contains(&seen.scale), "{seen:?}");
+        assert!(seen.offset_x.abs() < 0.05 && seen.offset_y.abs() < 0.05, "{seen:?}");
+        let turn = if crop.upright { 0.0 } else { -degrees };
+        assert!((seen.rotation_degrees - turn).abs() < if crop.upright { 3.0 } else { 1e-3 }, "{seen:?}");
         assert_eq!(analyzer().classifier().metadata().class_names[predicted], "happy");
     }
 }

@@ -235,9 +235,43 @@ pub struct FrameOutcome {
 pub struct FoundFace {
     /// IoU of the detector's box with the placed square.
     pub box_iou: f32,
-    /// Per crop geometry, in the order asked: the predicted class (model order) and the IoU of
-    /// the crop square with the placed square.
-    pub per_geometry: Vec<(usize, f32)>,
+    /// Per crop geometry, in the order asked: the predicted class (model order), the IoU of
+    /// the crop square with the placed square, and where the crop lies on that square.
+    pub per_geometry: Vec<(usize, f32, CropInSquare)>,
+}
+
+/// Where a crop lies on the placed square, in the square's own axes (x right, y down as the
+/// face is upright) and in units of its side: the jitter a face crop gets on the device,
+/// which training's augmentation has to cover (`train --crop-jitter`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CropInSquare {
+    /// Crop side over square side.
+    pub scale: f32,
+    /// Crop centre minus square centre, square sides.
+    pub offset_x: f32,
+    pub offset_y: f32,
+    /// Angle of the crop's horizontal axis from the square's, degrees, clockwise as seen
+    /// (y down).
+    pub rotation_degrees: f32,
+}
+
+impl CropInSquare {
+    /// The crop that `crop` maps from the unit square to frame pixels, seen from `placement`'s
+    /// square.
+    pub fn measure(crop: &AffineMap, placement: &Placement) -> Self {
+        let (cx, cy) = crop.apply(0.5, 0.5);
+        let (rx, ry) = crop.apply(1.5, 0.5);
+        let (dx, dy) = (rx - cx, ry - cy);
+        // The centre's offset turned back by the square's tilt into the square's axes.
+        let (sin, cos) = placement.angle.sin_cos();
+        let (ox, oy) = (cx - placement.center.x, cy - placement.center.y);
+        Self {
+            scale: dx.hypot(dy) / placement.side,
+            offset_x: (ox * cos + oy * sin) / placement.side,
+            offset_y: (oy * cos - ox * sin) / placement.side,
+            rotation_degrees: (dy.atan2(dx) - placement.angle).to_degrees(),
+        }
+    }
 }
 
 /// Builds the frame of `spec` for `face` and runs the device's pipeline on it, cropping the
@@ -284,7 +318,14 @@ pub fn run_frame(
         per_geometry: geometries
             .iter()
             .zip(predictions)
-            .map(|(g, predicted)| (predicted, convex_iou(&square_corners(&crop_map(detected, g, 1), 1.0), &placed)))
+            .map(|(g, predicted)| {
+                let crop = crop_map(detected, g, 1);
+                (
+                    predicted,
+                    convex_iou(&square_corners(&crop, 1.0), &placed),
+                    CropInSquare::measure(&crop, &spec.placement),
+                )
+            })
             .collect(),
     });
     Ok(FrameOutcome { detections: faces.len(), side: spec.placement.side, placed_prediction, found })
@@ -321,10 +362,56 @@ pub struct GeometryReport {
     pub crop: CropSettings,
     /// Mean IoU of the crop square with the placed square, over found faces.
     pub mean_crop_iou: f64,
+    /// Where the crops lay on the placed squares, over found faces.
+    pub crop_in_square: CropSpread,
     /// Every face; one not found counts wrong (`missed`).
     pub all_faces: AccuracyReport,
     /// The found faces only.
     pub found_faces: AccuracyReport,
+}
+
+/// The spread of [`CropInSquare`] over the found faces, each quantity on its own.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CropSpread {
+    pub scale: Spread,
+    pub offset_x: Spread,
+    pub offset_y: Spread,
+    pub rotation_degrees: Spread,
+}
+
+impl CropSpread {
+    fn of(crops: &[CropInSquare]) -> Self {
+        let spread = |pick: fn(&CropInSquare) -> f32| Spread::of(&crops.iter().map(pick).collect::<Vec<_>>());
+        Self {
+            scale: spread(|c| c.scale),
+            offset_x: spread(|c| c.offset_x),
+            offset_y: spread(|c| c.offset_y),
+            rotation_degrees: spread(|c| c.rotation_degrees),
+        }
+    }
+}
+
+/// Mean, standard deviation and percentiles of one quantity (all 0 for no values).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    pub mean: f64,
+    pub std: f64,
+    /// The 5th, 25th, 50th, 75th and 95th percentiles (nearest rank).
+    pub percentiles: [f64; 5],
+}
+
+impl Spread {
+    fn of(values: &[f32]) -> Self {
+        let mean = mean(values);
+        let variance = mean_of(values.iter().map(|&v| (v as f64 - mean).powi(2)), values.len());
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f32::total_cmp);
+        let percentiles = [5.0, 25.0, 50.0, 75.0, 95.0].map(|p: f64| {
+            let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+            sorted.get(rank.saturating_sub(1)).map_or(0.0, |&v| v as f64)
+        });
+        Self { mean, std: variance.sqrt(), percentiles }
+    }
 }
 
 /// `eval --frames`: the frames, the detector, and per crop geometry the classifier, beside
@@ -395,13 +482,15 @@ pub fn evaluate_frames(
             let mut all_faces = Confusion::counting_missed(names.len());
             let mut found_faces = Confusion::new(names.len());
             let mut crop_iou = Vec::new();
+            let mut crop_in_square = Vec::new();
             for (face, outcome) in faces.iter().zip(&outcomes) {
                 let truth = to_model[face.label];
                 match outcome.found.as_ref().and_then(|found| found.per_geometry.get(g)) {
-                    Some(&(predicted, iou)) => {
+                    Some(&(predicted, iou, seen)) => {
                         all_faces.add(truth, predicted);
                         found_faces.add(truth, predicted);
                         crop_iou.push(iou);
+                        crop_in_square.push(seen);
                     }
                     None => all_faces.add_missed(truth),
                 }
@@ -409,6 +498,7 @@ pub fn evaluate_frames(
             GeometryReport {
                 crop,
                 mean_crop_iou: mean(&crop_iou),
+                crop_in_square: CropSpread::of(&crop_in_square),
                 all_faces: all_faces.report(names),
                 found_faces: found_faces.report(names),
             }
@@ -430,10 +520,14 @@ pub fn evaluate_frames(
 }
 
 fn mean(values: &[f32]) -> f64 {
-    if values.is_empty() {
+    mean_of(values.iter().map(|&v| v as f64), values.len())
+}
+
+fn mean_of(values: impl Iterator<Item = f64>, count: usize) -> f64 {
+    if count == 0 {
         0.0
     } else {
-        values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64
+        values.sum::<f64>() / count as f64
     }
 }
 
@@ -482,6 +576,27 @@ fn recall(report: &AccuracyReport, class: &str) -> f64 {
     report.per_class.get(class).and_then(|m| m.get("recall")).and_then(|v| v.as_f64()).unwrap_or(0.0)
 }
 
+impl CropSpread {
+    /// One line per quantity: mean, standard deviation and percentiles.
+    fn to_text(&self) -> String {
+        let rows = [
+            ("scale (crop / square)", &self.scale),
+            ("offset x (square sides)", &self.offset_x),
+            ("offset y (square sides)", &self.offset_y),
+            ("rotation (degrees)", &self.rotation_degrees),
+        ];
+        let mut text = "crop on the placed square, found faces: mean, std; percentiles 5 25 50 75 95\n".to_string();
+        for (name, s) in rows {
+            let [p5, p25, p50, p75, p95] = s.percentiles;
+            text += &format!(
+                "  {name:<24}{:>8.3}{:>8.3};{:>8.3}{:>8.3}{:>8.3}{:>8.3}{:>8.3}\n",
+                s.mean, s.std, p5, p25, p50, p75, p95
+            );
+        }
+        text
+    }
+}
+
 impl FramesReport {
     fn frames(&self) -> u64 {
         let d = &self.detections;
@@ -492,10 +607,11 @@ impl FramesReport {
     fn side_by_side(&self, geometry: &GeometryReport) -> String {
         let columns = [&self.crops, &geometry.all_faces, &self.crops_of_found, &geometry.found_faces];
         let mut text = format!(
-            "crop: {}; mean IoU of the crop with the placed square {:.3}\n\
+            "crop: {}; mean IoU of the crop with the placed square {:.3}\n{}\
              frame cut at the placed square (no detector): accuracy {:.2}%, macro-F1 {:.4}\n\n{:<18}",
             describe(&geometry.crop),
             geometry.mean_crop_iou,
+            geometry.crop_in_square.to_text(),
             self.placed_square.accuracy * 100.0,
             self.placed_square.macro_f1,
             "",
@@ -634,5 +750,39 @@ mod tests {
         assert_eq!(frame.rgb.get_pixel(67, 80).0, [0; 3]);
         assert_eq!(frame.rgb.get_pixel(132, 80).0, [0; 3]);
         assert_eq!(frame.rgb.get_pixel(100, 112).0, [0; 3]);
+    }
+
+    #[test]
+    fn a_crop_is_measured_in_the_tilted_squares_own_axes() {
+        let placement = Placement { center: Point { x: 300.0, y: 200.0 }, side: 80.0, angle: 10f32.to_radians() };
+        // 0.1 sides right and 0.05 up along the square's own axes, 1.2 times its side, turned
+        // 5 degrees further.
+        let (sin, cos) = placement.angle.sin_cos();
+        let (along, down) = (0.1 * 80.0, -0.05 * 80.0);
+        let (cx, cy) = (300.0 + along * cos - down * sin, 200.0 + along * sin + down * cos);
+        let crop = AffineMap::rotated_square(cx, cy, 96.0, 15f32.to_radians(), 1);
+        let seen = CropInSquare::measure(&crop, &placement);
+        for (got, want) in
+            [(seen.scale, 1.2), (seen.offset_x, 0.1), (seen.offset_y, -0.05), (seen.rotation_degrees, 5.0)]
+        {
+            assert!((got - want).abs() < 1e-4, "{seen:?}");
+        }
+        // The placed square itself, seen from itself.
+        let same = CropInSquare::measure(&placement.face_to_frame(1), &placement);
+        for (got, want) in [(same.scale, 1.0), (same.offset_x, 0.0), (same.offset_y, 0.0), (same.rotation_degrees, 0.0)]
+        {
+            assert!((got - want).abs() < 1e-4, "{same:?}");
+        }
+    }
+
+    #[test]
+    fn a_spread_has_the_mean_deviation_and_nearest_rank_percentiles() {
+        let values: Vec<f32> = (1..=20).rev().map(|v| v as f32).collect();
+        let spread = Spread::of(&values);
+        assert_eq!(spread.mean, 10.5);
+        // Population deviation of 1..=n: sqrt((n² - 1) / 12).
+        assert!((spread.std - (399.0f64 / 12.0).sqrt()).abs() < 1e-9);
+        assert_eq!(spread.percentiles, [1.0, 5.0, 10.0, 15.0, 19.0]);
+        assert_eq!(Spread::of(&[]), Spread { mean: 0.0, std: 0.0, percentiles: [0.0; 5] });
     }
 }

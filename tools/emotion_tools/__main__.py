@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd.add_argument(
         "--teacher-mirror", action="store_true", default=None, help="teachers average each face with its mirror image (slower)"
     )
+    train_cmd.add_argument(
+        "--crop-jitter",
+        action="store_true",
+        default=None,
+        help="place each training crop as the device's crops vary around a face (DEVICE_CROP_JITTER in train.py), over a flat background",
+    )
     train_cmd.add_argument("--resume", action="store_true", help="continue from OUT/last.pt with its stored settings")
     train_cmd.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (smoke tests)")
     train_cmd.add_argument("--threads", type=int, default=2)
@@ -101,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             ):
                 if getattr(args, field) is not None:
                     setattr(config, field, getattr(args, field))
+            if args.crop_jitter:
+                from .train import DEVICE_CROP_JITTER
+
+                config.crop_jitter = dict(DEVICE_CROP_JITTER)
             best = train(
                 args.data,
                 args.out,

@@ -56,6 +56,9 @@ class TrainConfig:
     #: Normalisation applied after scaling pixels to 0..1: (x - mean) / std. Set from the training data.
     mean: float = 0.0
     std: float = 1.0
+    #: Crop placement drawn per face as the device's crops vary (see `DEVICE_CROP_JITTER`), in place
+    #: of the fixed rotation/scale/shift ranges; empty: those ranges.
+    crop_jitter: dict[str, float] = field(default_factory=dict)
 
 
 ARCHITECTURES = ("mobilenet", "teacher-cnn")
@@ -99,29 +102,104 @@ def teacher_probabilities(teachers: list[torch.nn.Module], x: torch.Tensor, temp
     return torch.stack([torch.softmax(z / temperature, dim=1) for z in logits]).mean(0)
 
 
-def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random flip, rotation (+-12 deg), scale (0.9-1.1), shift (+-10%), light jitter and erasing.
+#: Where the device's crop lands on a face's FER2013 square (`emotion-pi eval --frames --seed 2
+#: --json`, `geometries[0].crop_in_square`, shipped model and crop, 2,016 faces found; see
+#: tools/checkpoints/README.md, `fer_mnv2_fused_jitter`): crop side over square side, the crop
+#: centre's offset in square sides (y down), and its turn in degrees. Scale and offsets are drawn
+#: normal with these means and deviations; the turn uniform within +-`rotation_max` (the frames'
+#: tilt is uniform, and real heads roll as FER2013's faces already do).
+DEVICE_CROP_JITTER = {
+    "scale_mean": 0.905,
+    "scale_std": 0.150,
+    # Measured +0.002: none, as mirroring makes it either way anyway.
+    "offset_x_mean": 0.0,
+    "offset_x_std": 0.058,
+    "offset_y_mean": 0.074,
+    "offset_y_std": 0.058,
+    "rotation_max": 15.0,
+}
+#: Draws beyond this many deviations from the mean are clipped: a detector box that far off is
+#: a different face or none.
+JITTER_CLIP_STD = 2.5
 
-    `batch` is (N, 1, H, W) in 0..1 before normalisation.
+
+def crop_theta(scale: torch.Tensor, offset_x: torch.Tensor, offset_y: torch.Tensor, degrees: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """`F.affine_grid` matrices (N, 2, 3) that cut from each face the square the arguments place.
+
+    The crop is `scale` face sides wide, its centre `offset_x`/`offset_y` face sides from the
+    face's centre (y down) and its horizontal axis turned `degrees` clockwise as seen; `flip`
+    (-1 or 1) mirrors the crop left to right. In the grid's coordinates (-1..1 across the face,
+    `align_corners=False`) the crop point q lands on the face point offset * 2 + scale * R q.
+    """
+    angle = degrees * math.pi / 180
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    return torch.stack(
+        [
+            torch.stack([cos * flip, -sin, 2 * offset_x], 1),
+            torch.stack([sin * flip, cos, 2 * offset_y], 1),
+        ],
+        1,
+    )
+
+
+def draw_device_crops(n: int, generator: torch.Generator, jitter: dict[str, float]) -> tuple[torch.Tensor, ...]:
+    """`n` crops drawn from `jitter` (laid out as `DEVICE_CROP_JITTER`): scale, offset x, offset y, degrees."""
+
+    def normal(name: str) -> torch.Tensor:
+        draw = torch.randn(n, generator=generator).clamp(-JITTER_CLIP_STD, JITTER_CLIP_STD)
+        return jitter[f"{name}_mean"] + jitter[f"{name}_std"] * draw
+
+    turn = (torch.rand(n, generator=generator) * 2 - 1) * jitter["rotation_max"]
+    return normal("scale"), normal("offset_x"), normal("offset_y"), turn
+
+
+def warp_onto_background(batch: torch.Tensor, theta: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """`batch` (N, 1, H, W) resampled through `theta`, showing `background` (N, 1, H, W) where the
+    crop leaves the face.
+
+    The device's crop around a face in a frame sees the scene beside the face, not the face's
+    reflection; the bilinear weights blend the two at the face's edge.
+    """
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    inside = F.grid_sample(torch.ones_like(batch), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    face = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return face + (1 - inside) * background
+
+
+def augment(batch: torch.Tensor, generator: torch.Generator, crop_jitter: dict[str, float] | None = None) -> torch.Tensor:
+    """Random flip, placement, light jitter and erasing.
+
+    Placement: without `crop_jitter`, rotation (+-12 deg), scale (0.9-1.1), shift (+-10%),
+    with the face reflected at its edges; with it, a crop drawn as the device's vary (see
+    `DEVICE_CROP_JITTER`) over a random flat background level and fine noise. `batch` is
+    (N, 1, H, W) in 0..1 before normalisation.
     """
     n = batch.shape[0]
 
     def uniform(low: float, high: float) -> torch.Tensor:
         return torch.rand(n, generator=generator) * (high - low) + low
 
-    angle = uniform(-12, 12) * math.pi / 180
-    scale = uniform(0.9, 1.1)
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack(
-        [
-            torch.stack([cos * flip, -sin, uniform(-0.2, 0.2)], 1),
-            torch.stack([sin * flip, cos, uniform(-0.2, 0.2)], 1),
-        ],
-        1,
-    )
-    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
-    out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if crop_jitter:
+        theta = crop_theta(*draw_device_crops(n, generator, crop_jitter), flip)
+        # A flat level with camera grain (up to +-0.025) stands for the scene: which scene does not
+        # matter to the face, only that it is not more face.
+        grain = (torch.rand(batch.shape, generator=generator) - 0.5) * 0.05
+        background = uniform(0, 1).view(n, 1, 1, 1) + grain
+        out = warp_onto_background(batch, theta, background).clamp(0, 1)
+    else:
+        angle = uniform(-12, 12) * math.pi / 180
+        scale = uniform(0.9, 1.1)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack(
+            [
+                torch.stack([cos * flip, -sin, uniform(-0.2, 0.2)], 1),
+                torch.stack([sin * flip, cos, uniform(-0.2, 0.2)], 1),
+            ],
+            1,
+        )
+        grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+        out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     contrast = uniform(0.7, 1.3).view(n, 1, 1, 1)
     brightness = uniform(-0.15, 0.15).view(n, 1, 1, 1)
@@ -279,7 +357,7 @@ def train(
             if max_steps is not None and step >= max_steps:
                 break
             idx = order[start : start + config.batch_size]
-            x = ((augment(train_x[idx], generator) - config.mean) / config.std).contiguous(memory_format=torch.channels_last)
+            x = ((augment(train_x[idx], generator, config.crop_jitter) - config.mean) / config.std).contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, steps_per_epoch, config)
             logits = model(x)

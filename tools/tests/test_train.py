@@ -143,3 +143,72 @@ def test_unknown_architecture_is_named():
 
     with pytest.raises(ValueError, match="'resnet'"):
         build_model(TrainConfig(arch="resnet"))
+
+
+def _bright_block(rows: slice, cols: slice) -> torch.Tensor:
+    face = torch.zeros(1, 1, 48, 48)
+    face[0, 0, rows, cols] = 1.0
+    return face
+
+
+def _place(face: torch.Tensor, scale: float, offset_x: float, offset_y: float, degrees: float, flip: float = 1.0, level: float = 0.0) -> torch.Tensor:
+    from emotion_tools.train import crop_theta, warp_onto_background
+
+    def one(v: float) -> torch.Tensor:
+        return torch.tensor([v])
+
+    theta = crop_theta(one(scale), one(offset_x), one(offset_y), one(degrees), one(flip))
+    return warp_onto_background(face, theta, torch.full_like(face, level))[0, 0]
+
+
+def test_a_device_crop_lands_a_known_pattern_where_the_affine_map_says():
+    # Block over pixels x 10..14, y 30..34 (centre 12, 32). The crop of half the face's side,
+    # centred a quarter side left of and below the face's centre, covers x 0..24 and y 24..48 at
+    # twice the size: the block's centre lands on (12 - 0) * 2, (32 - 24) * 2 = (24, 16).
+    out = _place(_bright_block(slice(30, 34), slice(10, 14)), 0.5, -0.25, 0.25, 0.0)
+    ys, xs = torch.meshgrid(torch.arange(48) + 0.5, torch.arange(48) + 0.5, indexing="ij")
+    mass = out.sum()
+    assert mass.item() == pytest.approx(16 * 4, rel=0.02)
+    assert ((xs * out).sum() / mass).item() == pytest.approx(24.0, abs=0.05)
+    assert ((ys * out).sum() / mass).item() == pytest.approx(16.0, abs=0.05)
+
+    # Turned 90 degrees clockwise as seen, same size: crop point q (from the centre) shows face
+    # point R q, R = [[0, -1], [1, 0]], so face pixel (x, y) shows at crop (y, 47 - x): the block
+    # at crop x 30..34, y 34..38, pixel for pixel.
+    turned = _place(_bright_block(slice(30, 34), slice(10, 14)), 1.0, 0.0, 0.0, 90.0)
+    expected = torch.zeros(48, 48)
+    expected[34:38, 30:34] = 1.0
+    assert torch.allclose(turned, expected, atol=1e-4)
+
+    # Mirrored, same size and place: the face flipped left to right.
+    face = torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(_place(face, 1.0, 0.0, 0.0, 0.0, flip=-1.0), torch.flip(face[0, 0], dims=[1]), atol=1e-5)
+
+
+def test_a_crop_larger_than_the_face_shows_the_background_around_it():
+    # Twice the face's side: the face fills the middle half (x, y 12..36), the rest is the level.
+    out = _place(torch.ones(1, 1, 48, 48), 2.0, 0.0, 0.0, 0.0, level=0.3)
+    assert torch.allclose(out[12:36, 12:36], torch.ones(24, 24), atol=1e-5)
+    outside = torch.ones(48, 48, dtype=torch.bool)
+    outside[12:36, 12:36] = False
+    assert torch.allclose(out[outside], torch.full((48 * 48 - 24 * 24,), 0.3), atol=1e-5)
+
+
+def test_device_crops_are_drawn_with_the_configured_spread_and_clipped():
+    from emotion_tools.train import DEVICE_CROP_JITTER, JITTER_CLIP_STD, augment, draw_device_crops
+
+    jitter = DEVICE_CROP_JITTER
+    scale, offset_x, offset_y, turn = draw_device_crops(40_000, torch.Generator().manual_seed(1), jitter)
+    # A standard normal clipped at +-2.5 keeps a deviation of 0.989.
+    for values, name in ((scale, "scale"), (offset_x, "offset_x"), (offset_y, "offset_y")):
+        mean, std = jitter[f"{name}_mean"], jitter[f"{name}_std"]
+        assert values.mean().item() == pytest.approx(mean, abs=0.02 * std)
+        assert values.std().item() == pytest.approx(0.989 * std, rel=0.02)
+        assert values.min().item() >= mean - JITTER_CLIP_STD * std - 1e-6
+        assert values.max().item() <= mean + JITTER_CLIP_STD * std + 1e-6
+    # Uniform in +-max: deviation max / sqrt(3).
+    assert turn.abs().max().item() <= jitter["rotation_max"]
+    assert turn.std().item() == pytest.approx(jitter["rotation_max"] / math.sqrt(3), rel=0.02)
+    batch = torch.rand(8, 1, 48, 48, generator=torch.Generator().manual_seed(2))
+    out = augment(batch, torch.Generator().manual_seed(3), jitter)
+    assert out.shape == batch.shape and 0.0 <= out.min().item() and out.max().item() <= 1.0
