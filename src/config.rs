@@ -556,7 +556,20 @@ impl Config {
         }
         let display_target = match &display.kind {
             DisplayKind::None => DisplayTarget::None,
-            DisplayKind::Png(dir) => DisplayTarget::Png(dir.clone()),
+            DisplayKind::Png(dir) => {
+                // The image folder is read recursively: screens written inside it would be
+                // read back as frames, and could replace the user's own images.
+                if let SourceSpec::Images { path } = &source {
+                    if path.is_dir() && crate::fs_safety::lies_within(dir, path) {
+                        return Err(invalid(
+                            "display.kind",
+                            format!("png:{}", dir.display()),
+                            format!("is inside the image folder {} that source.uri reads", path.display()),
+                        ));
+                    }
+                }
+                DisplayTarget::Png(dir.clone())
+            }
             DisplayKind::Panel(controller) => {
                 panel_target(display, *controller).map_err(|(key, value, reason)| invalid(key, value, reason))?
             }
@@ -777,6 +790,31 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn screens_may_not_be_written_into_the_image_folder_being_read() {
+        let root = tempfile::tempdir().unwrap();
+        let images = root.path().join("images");
+        std::fs::create_dir(&images).unwrap();
+        let config = |display: &Path| {
+            format!(
+                "[source]\nuri = {:?}\n[display]\nkind = \"png:{}\"",
+                images.display().to_string(),
+                display.display()
+            )
+        };
+        for inside in [images.clone(), images.join("screens")] {
+            match parse(&config(&inside)) {
+                Err(ConfigError::Invalid { key, reason, .. }) => {
+                    assert_eq!(key, "display.kind");
+                    assert!(reason.contains("images"), "{reason}");
+                }
+                other => panic!("png:{} inside the source: {other:?}", inside.display()),
+            }
+        }
+        let beside = root.path().join("screens");
+        assert!(matches!(parse(&config(&beside)).unwrap().display, DisplayTarget::Png(dir) if dir == beside));
     }
 
     #[test]

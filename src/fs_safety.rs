@@ -27,6 +27,16 @@ impl FileId {
     }
 }
 
+/// Whether `inner` is the folder `outer` or lies somewhere inside it, as the file system
+/// resolves both (links followed, `..` resolved). Parts of `inner` that do not exist yet
+/// are placed under their nearest existing ancestor.
+pub fn lies_within(inner: &Path, outer: &Path) -> bool {
+    let Some(outer) = FileId::of_path(outer) else { return false };
+    let Ok(absolute) = std::path::absolute(inner) else { return false };
+    let Some(existing) = absolute.ancestors().find_map(|path| path.canonicalize().ok()) else { return false };
+    existing.ancestors().any(|folder| FileId::of_path(folder) == Some(outer))
+}
+
 /// A file read whole that turned out larger than its limit, or unreadable.
 #[derive(Debug, thiserror::Error)]
 pub enum CappedReadError {
@@ -104,6 +114,21 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn a_folder_inside_another_is_found_through_links_and_missing_parts() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let images = root.path().join("images");
+        std::fs::create_dir_all(images.join("day1")).expect("mkdir");
+        std::os::unix::fs::symlink(&images, root.path().join("link")).expect("symlink");
+        assert!(lies_within(&images, &images));
+        assert!(lies_within(&images.join("day1"), &images));
+        assert!(lies_within(&images.join("not/yet/made"), &images));
+        assert!(lies_within(&root.path().join("link/screens"), &images));
+        assert!(!lies_within(&images.join("../screens"), &images));
+        assert!(!lies_within(root.path(), &images));
+        assert!(!lies_within(&images, &root.path().join("missing")));
     }
 
     #[test]

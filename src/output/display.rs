@@ -107,7 +107,7 @@ impl Display {
             DisplayTarget::None => return Ok(None),
             DisplayTarget::Png(dir) => {
                 std::fs::create_dir_all(dir).map_err(|cause| DisplayError::Folder { dir: dir.clone(), cause })?;
-                Box::new(PngSink { dir: dir.clone() })
+                Box::new(PngSink::new(dir.clone(), PNG_SCREENS_KEPT))
             }
             DisplayTarget::Panel { wiring, geometry } => {
                 let (wiring, geometry) = (wiring.clone(), *geometry);
@@ -173,8 +173,22 @@ trait ScreenSink: Send {
     fn show(&mut self, screen: &Framebuffer, index: u64) -> Result<Shown, DisplayError>;
 }
 
+/// Screens a `png:DIR` display keeps: the newest ones, so that a long run does not fill
+/// the disk (at 30 frames per second and `display.every = 1`, about half a minute).
+pub const PNG_SCREENS_KEPT: usize = 1_000;
+
+/// Writes each screen as a PNG file and removes the oldest screen this run wrote once it
+/// has written more than `keep`; files it did not write are never removed.
 struct PngSink {
     dir: PathBuf,
+    keep: usize,
+    written: std::collections::VecDeque<PathBuf>,
+}
+
+impl PngSink {
+    fn new(dir: PathBuf, keep: usize) -> Self {
+        Self { dir, keep: keep.max(1), written: std::collections::VecDeque::new() }
+    }
 }
 
 impl ScreenSink for PngSink {
@@ -185,7 +199,17 @@ impl ScreenSink for PngSink {
         crate::fs_safety::write_atomically(&path, |file| {
             image.write_to(file, image::ImageFormat::Png).map_err(std::io::Error::other)
         })
-        .map_err(|cause| DisplayError::Png { path, cause })?;
+        .map_err(|cause| DisplayError::Png { path: path.clone(), cause })?;
+        self.written.push_back(path);
+        while self.written.len() > self.keep {
+            let Some(oldest) = self.written.pop_front() else { break };
+            match std::fs::remove_file(&oldest) {
+                Err(cause) if cause.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(DisplayError::Png { path: oldest, cause })
+                }
+                _ => {}
+            }
+        }
         Ok(Shown::Drawn)
     }
 }
@@ -289,6 +313,29 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         index
+    }
+
+    #[test]
+    fn png_screens_keep_the_newest_ones_and_never_remove_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mine.png"), b"the user's").unwrap();
+        std::fs::write(dir.path().join("screen_000001.png"), b"an earlier run's").unwrap();
+        let mut sink = PngSink::new(dir.path().to_owned(), 3);
+        let screen = Framebuffer::new(16, 16);
+        for index in 10..15 {
+            assert!(matches!(sink.show(&screen, index).unwrap(), Shown::Drawn));
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["mine.png", "screen_000001.png", "screen_000012.png", "screen_000013.png", "screen_000014.png"]
+        );
+        let kept = image::open(dir.path().join("screen_000014.png")).unwrap();
+        assert_eq!((kept.width(), kept.height()), (16, 16));
     }
 
     #[test]
