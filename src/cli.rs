@@ -163,7 +163,7 @@ pub struct ModelArgs {
     #[arg(long, value_name = "FILE")]
     pub emotion_model: Option<PathBuf>,
     /// Which shipped face detector: short (faces near the camera) or long (smaller faces,
-    /// further away; 5.4 times the detector's instructions) [default: short] [config: detect.range].
+    /// further away; several times the detector's work, README "Near or far") [default: short] [config: detect.range].
     #[arg(long, value_enum, value_name = "RANGE")]
     pub detector_range: Option<DetectorRange>,
     /// Face detector model file, overriding the one in the models folder: a BlazeFace whose
