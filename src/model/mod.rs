@@ -9,6 +9,7 @@ use tract_onnx::data_resolver::FopenDataResolver;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
+mod kernels;
 mod planar;
 
 /// A model that could not be used; every variant names the file.
