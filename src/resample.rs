@@ -79,8 +79,8 @@ pub struct Normalize {
 
 /// Fills `out` (`out_w × out_h × channels`, interleaved) by sampling `src` bilinearly at `map`.
 ///
-/// Returns `false` without writing when `out` has the wrong length or the source is empty
-/// or shorter than its stated size.
+/// Returns `false` without writing when `out` has the wrong length, the source is empty or
+/// shorter than its stated size, or it is neither gray (1 channel) nor RGB (3).
 pub fn warp_into(
     src: SourceImage<'_>,
     map: &AffineMap,
@@ -90,44 +90,152 @@ pub fn warp_into(
     outside: Outside,
     normalize: Normalize,
 ) -> bool {
+    let target = Target { out, width: out_w as usize, height: out_h as usize, planar: false, outside, normalize };
+    warp(src, map, target)
+}
+
+/// [`warp_into`] writing one plane per channel (`channels × out_h × out_w`), as a
+/// channels-first model takes its input.
+pub fn warp_into_planes(
+    src: SourceImage<'_>,
+    map: &AffineMap,
+    out: &mut [f32],
+    out_w: u32,
+    out_h: u32,
+    outside: Outside,
+    normalize: Normalize,
+) -> bool {
+    let target = Target { out, width: out_w as usize, height: out_h as usize, planar: true, outside, normalize };
+    warp(src, map, target)
+}
+
+/// Where a warp writes, and how.
+struct Target<'a> {
+    out: &'a mut [f32],
+    width: usize,
+    height: usize,
+    /// One plane per channel rather than channels interleaved per pixel.
+    planar: bool,
+    outside: Outside,
+    normalize: Normalize,
+}
+
+fn warp(src: SourceImage<'_>, map: &AffineMap, target: Target<'_>) -> bool {
     let c = src.channels;
     let (w, h) = (src.width as usize, src.height as usize);
-    if out.len() != out_w as usize * out_h as usize * c || w == 0 || h == 0 || src.data.len() < w * h * c {
+    if target.out.len() != target.width * target.height * c || w == 0 || h == 0 || src.data.len() < w * h * c {
         return false;
     }
+    match c {
+        1 => warp_channels::<1>(src, map, target),
+        3 => warp_channels::<3>(src, map, target),
+        _ => return false,
+    }
+    true
+}
+
+/// [`warp`] for `C` channels, so that the per-pixel work is unrolled for gray and RGB.
+fn warp_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, target: Target<'_>) {
+    let (w, h) = (src.width as usize, src.height as usize);
+    let Target { out, width, height, planar, outside, normalize } = target;
     let fill = match outside {
         Outside::Fill(v) => Some(v * normalize.scale + normalize.offset),
         Outside::ClampToEdge => None,
     };
-    let (wf, hf) = (w as f32, h as f32);
-    for v in 0..out_h as usize {
-        for u in 0..out_w as usize {
-            let (x, y) = map.apply(u as f32 + 0.5, v as f32 + 0.5);
-            let dst = &mut out[(v * out_w as usize + u) * c..][..c];
-            if let Some(fill) = fill {
-                if !(0.0..wf).contains(&x) || !(0.0..hf).contains(&y) {
-                    dst.fill(fill);
-                    continue;
-                }
+    let plane = width * height;
+    let mut sample = |u: usize, v: usize, x: Tap, y: Tap| {
+        let pixel = v * width + u;
+        let inside = fill.is_none() || (x.inside && y.inside);
+        if planar {
+            let put = |ch: usize, value: f32| out[ch * plane + pixel] = value;
+            write_sample::<C>(src.data, w, x, y, inside, fill, normalize, put);
+        } else {
+            let dst = &mut out[pixel * C..][..C];
+            write_sample::<C>(src.data, w, x, y, inside, fill, normalize, |ch, value| dst[ch] = value);
+        }
+    };
+    let [[a, b, tx], [d, e, ty]] = map.m;
+    if b == 0.0 && d == 0.0 {
+        // Scale and shift only (the letterbox, an unrotated face crop): each output column
+        // samples the same source columns on every row, so they are found once. The
+        // coordinates are the ones `map.apply` gives, bit for bit.
+        let columns: Vec<Tap> = (0..width).map(|u| Tap::at(a * (u as f32 + 0.5) + tx, w)).collect();
+        for v in 0..height {
+            let y = Tap::at(e * (v as f32 + 0.5) + ty, h);
+            for (u, &x) in columns.iter().enumerate() {
+                sample(u, v, x, y);
             }
-            // Index space: pixel centres at integers.
-            let (sx, sy) = (x - 0.5, y - 0.5);
-            let (x0f, y0f) = (sx.floor(), sy.floor());
-            let (fx, fy) = (sx - x0f, sy - y0f);
-            let clamp_x = |i: f32| (i.max(0.0) as usize).min(w - 1);
-            let clamp_y = |i: f32| (i.max(0.0) as usize).min(h - 1);
-            let (x0, x1, y0, y1) = (clamp_x(x0f), clamp_x(x0f + 1.0), clamp_y(y0f), clamp_y(y0f + 1.0));
-            let row0 = y0 * w;
-            let row1 = y1 * w;
-            for (ch, slot) in dst.iter_mut().enumerate() {
-                let p = |row: usize, col: usize| src.data[(row + col) * c + ch] as f32;
-                let top = p(row0, x0) + (p(row0, x1) - p(row0, x0)) * fx;
-                let bottom = p(row1, x0) + (p(row1, x1) - p(row1, x0)) * fx;
-                *slot = (top + (bottom - top) * fy) * normalize.scale + normalize.offset;
+        }
+    } else {
+        for v in 0..height {
+            for u in 0..width {
+                let (x, y) = map.apply(u as f32 + 0.5, v as f32 + 0.5);
+                sample(u, v, Tap::at(x, w), Tap::at(y, h));
             }
         }
     }
-    true
+}
+
+/// Where a sample point falls along one axis of the source: the pixels either side of it
+/// (clamped to the edge) and the weight of the second.
+#[derive(Debug, Clone, Copy)]
+struct Tap {
+    /// Whether the point lies on the source at all (`Outside::Fill` applies when not).
+    inside: bool,
+    first: usize,
+    second: usize,
+    weight: f32,
+}
+
+impl Tap {
+    /// The tap at continuous coordinate `at` on an axis of `len` pixels (pixel `i` covers
+    /// `[i, i + 1)`).
+    fn at(at: f32, len: usize) -> Self {
+        // Index space: pixel centres at integers.
+        let index = at - 0.5;
+        let below = index.floor();
+        let clamp = |i: f32| (i.max(0.0) as usize).min(len - 1);
+        Self {
+            inside: (0.0..len as f32).contains(&at),
+            first: clamp(below),
+            second: clamp(below + 1.0),
+            weight: index - below,
+        }
+    }
+}
+
+/// Hands `put` the normalised bilinear sample at taps `x`, `y` of `data` (`width` pixels of
+/// `C` channels per row), channel by channel, or `fill` in every channel when the point is
+/// not `inside`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn write_sample<const C: usize>(
+    data: &[u8],
+    width: usize,
+    x: Tap,
+    y: Tap,
+    inside: bool,
+    fill: Option<f32>,
+    normalize: Normalize,
+    mut put: impl FnMut(usize, f32),
+) {
+    if let (false, Some(fill)) = (inside, fill) {
+        (0..C).for_each(|ch| put(ch, fill));
+        return;
+    }
+    let pixel = |row: usize, col: usize| {
+        let at = (row * width + col) * C;
+        &data[at..at + C]
+    };
+    let (top_left, top_right) = (pixel(y.first, x.first), pixel(y.first, x.second));
+    let (bottom_left, bottom_right) = (pixel(y.second, x.first), pixel(y.second, x.second));
+    for ch in 0..C {
+        let (tl, tr) = (f32::from(top_left[ch]), f32::from(top_right[ch]));
+        let (bl, br) = (f32::from(bottom_left[ch]), f32::from(bottom_right[ch]));
+        let top = tl + (tr - tl) * x.weight;
+        let bottom = bl + (br - bl) * x.weight;
+        put(ch, (top + (bottom - top) * y.weight) * normalize.scale + normalize.offset);
+    }
 }
 
 #[cfg(test)]
@@ -248,5 +356,60 @@ mod tests {
             Outside::ClampToEdge,
             IDENTITY
         ));
+    }
+
+    /// Bilinear value at source point `(x, y)` (pixel centres at `i + 0.5`), clamped to the
+    /// edge, written out from the definition.
+    fn by_hand(data: &[u8], width: usize, height: usize, channels: usize, x: f32, y: f32, ch: usize) -> f32 {
+        let (sx, sy) = (x - 0.5, y - 0.5);
+        let (fx, fy) = (sx - sx.floor(), sy - sy.floor());
+        let at = |col: f32, row: f32| {
+            let col = (col.max(0.0) as usize).min(width - 1);
+            let row = (row.max(0.0) as usize).min(height - 1);
+            data[(row * width + col) * channels + ch] as f32
+        };
+        let (x0, y0) = (sx.floor(), sy.floor());
+        let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1.0, y0) * fx;
+        let bottom = at(x0, y0 + 1.0) * (1.0 - fx) + at(x0 + 1.0, y0 + 1.0) * fx;
+        top * (1.0 - fy) + bottom * fy
+    }
+
+    #[test]
+    fn scaled_and_shifted_rgb_matches_the_definition_in_both_layouts() {
+        let (w, h) = (7usize, 5usize);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| ((i * 37) % 251) as u8).collect();
+        let src = SourceImage { data: &data, width: w as u32, height: h as u32, channels: 3 };
+        // 0.7 output pixels per source pixel, shifted: bars on the left and at the bottom.
+        let map = AffineMap::scale_translate(0.7, 1.3, -0.4);
+        let (ow, oh) = (6usize, 4usize);
+        let fill = Outside::Fill(9.0);
+        let mut pixels = vec![0.0; ow * oh * 3];
+        let mut planes = vec![0.0; ow * oh * 3];
+        assert!(warp_into(src, &map, &mut pixels, ow as u32, oh as u32, fill, IDENTITY));
+        assert!(warp_into_planes(src, &map, &mut planes, ow as u32, oh as u32, fill, IDENTITY));
+        let mut bars = 0;
+        for v in 0..oh {
+            for u in 0..ow {
+                let (x, y) = ((u as f32 + 0.5 - 1.3) / 0.7, (v as f32 + 0.5 + 0.4) / 0.7);
+                let on_source = (0.0..w as f32).contains(&x) && (0.0..h as f32).contains(&y);
+                bars += usize::from(!on_source);
+                for ch in 0..3 {
+                    let expected = if on_source { by_hand(&data, w, h, 3, x, y, ch) } else { 9.0 };
+                    let (pixel, plane) = (pixels[(v * ow + u) * 3 + ch], planes[ch * ow * oh + v * ow + u]);
+                    assert!((pixel - expected).abs() < 1e-3, "({u}, {v}) channel {ch}: {pixel} against {expected}");
+                    assert_eq!(pixel, plane, "({u}, {v}) channel {ch}");
+                }
+            }
+        }
+        assert!(bars > 0 && bars < ow * oh, "{bars} of the output pixels are bars");
+    }
+
+    #[test]
+    fn images_of_other_channel_counts_are_refused() {
+        let data = [0u8; 8];
+        let mut out = vec![0.0; 8];
+        let two = SourceImage { data: &data, width: 2, height: 2, channels: 2 };
+        let map = AffineMap::scale_translate(1.0, 0.0, 0.0);
+        assert!(!warp_into(two, &map, &mut out, 2, 2, Outside::ClampToEdge, IDENTITY));
     }
 }

@@ -61,6 +61,7 @@ fn weights_dequantized_at_parse_give_the_same_outputs_bit_for_bit_as_tracts_own_
         path: path.clone(),
         model: tract_onnx::onnx().with_ignore_value_info(true).model_for_path(&path).unwrap(),
         metadata: folded.metadata.clone(),
+        input_made_channels_first: false,
     };
     let count_dequantize =
         |loaded: &LoadedOnnx| loaded.model.nodes.iter().filter(|n| n.op.name() == "DequantizeLinear").count();

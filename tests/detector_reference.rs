@@ -98,6 +98,19 @@ fn letterbox_matches(reference: &Value, detector: &TractDetector) {
             (letterbox.pad_x - f(&case["pad_x"])).abs() < 1e-4 && (letterbox.pad_y - f(&case["pad_y"])).abs() < 1e-4
         );
         let values = tensor.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
+        // In the model's layout: channels-first once the load took its leading transpose out.
+        let channels_first = match tensor.shape() {
+            [1, 3, h, w] if *h == side && *w == side => true,
+            [1, h, w, 3] if *h == side && *w == side => false,
+            other => panic!("input tensor of shape {other:?}"),
+        };
+        let at = |u: usize, v: usize, c: usize| {
+            if channels_first {
+                values[(c * side + v) * side + u]
+            } else {
+                values[(v * side + u) * 3 + c]
+            }
+        };
         // JPEG decoders may differ by a few levels; the PNG is exact.
         let tolerance =
             if case["files"][0].as_str().unwrap().ends_with(".png") && case["files"].as_array().unwrap().len() == 1 {
@@ -108,7 +121,7 @@ fn letterbox_matches(reference: &Value, detector: &TractDetector) {
         for pixel in case["letterbox_check"]["pixels"].as_array().unwrap() {
             let (u, v) = (pixel["u"].as_u64().unwrap() as usize, pixel["v"].as_u64().unwrap() as usize);
             for c in 0..3 {
-                let ours = (values[(v * side + u) * 3 + c] + 1.0) * 127.5;
+                let ours = (at(u, v, c) + 1.0) * 127.5;
                 let theirs = f(&pixel["rgb"][c]);
                 assert!(
                     (ours - theirs).abs() <= tolerance,
@@ -205,4 +218,50 @@ fn missing_model_error_names_the_file() {
         .err()
         .expect("must fail");
     assert!(err.to_string().contains("/nonexistent/blazeface.onnx"), "{err}");
+}
+
+#[test]
+fn the_transpose_taken_out_at_load_leaves_the_outputs_unchanged_bit_for_bit() {
+    use emotion_pi::model::{ConvLayout, LoadedOnnx};
+    use tract_onnx::prelude::*;
+
+    for range in RANGES {
+        let path = root().join("models").join(range.model_file());
+        let taken_out = LoadedOnnx::read(&path).expect("loads");
+        assert!(taken_out.input_made_channels_first);
+        let as_exported = LoadedOnnx {
+            path: path.clone(),
+            model: tract_onnx::onnx().with_ignore_value_info(true).model_for_path(&path).expect("parses"),
+            metadata: taken_out.metadata.clone(),
+            input_made_channels_first: false,
+        };
+        let side = range.anchor_options().input_width as usize;
+        // Varied values in every channel, channels-last, and the same values channels-first.
+        let value = |y: usize, x: usize, c: usize| ((y * 31 + x * 7 + c * 101) % 255) as f32 / 127.5 - 1.0;
+        let mut nhwc = Vec::with_capacity(side * side * 3);
+        let mut nchw = vec![0f32; side * side * 3];
+        for y in 0..side {
+            for x in 0..side {
+                for c in 0..3 {
+                    nhwc.push(value(y, x, c));
+                    nchw[c * side * side + y * side + x] = value(y, x, c);
+                }
+            }
+        }
+        let run = |loaded: &LoadedOnnx, shape: [usize; 4], data: &[f32]| -> Vec<Vec<u32>> {
+            let plan = loaded.runnable(&shape, ConvLayout::AsExported).expect("optimises");
+            let input = Tensor::from_shape(&shape, data).expect("input");
+            let outputs = plan.run(tvec!(input.into())).expect("runs");
+            outputs
+                .iter()
+                .map(|o| {
+                    let view = o.try_as_plain_ram().expect("in memory");
+                    view.as_slice::<f32>().expect("f32 output").iter().map(|v| v.to_bits()).collect()
+                })
+                .collect()
+        };
+        let expected = run(&as_exported, [1, side, side, 3], &nhwc);
+        assert_eq!(expected.len(), 4);
+        assert_eq!(run(&taken_out, [1, 3, side, side], &nchw), expected, "{range:?}");
+    }
 }

@@ -12,7 +12,10 @@ use super::range::DetectorRange;
 use super::Face;
 use crate::geometry::{BoundingBox, Point};
 use crate::model::{ConvLayout, LoadedOnnx, ModelError};
-use crate::resample::{warp_into, AffineMap, Normalize, Outside, SourceImage};
+use crate::resample::{warp_into, warp_into_planes, AffineMap, Normalize, Outside, SourceImage};
+
+/// [`warp_into`] or [`warp_into_planes`].
+type Warp = fn(SourceImage<'_>, &AffineMap, &mut [f32], u32, u32, Outside, Normalize) -> bool;
 
 const VALUES_PER_ANCHOR: usize = 16;
 const KEYPOINTS: usize = 6;
@@ -70,6 +73,8 @@ pub struct TractDetector {
     anchors: Vec<(f32, f32)>,
     range: DetectorRange,
     input_size: u32,
+    /// The model takes its input channels-first (its leading transpose was taken out at load).
+    channels_first: bool,
     min_score: f32,
     iou_threshold: f32,
     path: std::path::PathBuf,
@@ -84,12 +89,16 @@ impl TractDetector {
         let options = range.anchor_options();
         let input_size = options.input_width;
         let anchors = anchor_centers(&options);
-        let model = loaded.runnable(&[1, input_size as usize, input_size as usize, 3], ConvLayout::AsExported)?;
+        let side = input_size as usize;
+        let channels_first = loaded.input_made_channels_first;
+        let shape = if channels_first { [1, 3, side, side] } else { [1, side, side, 3] };
+        let model = loaded.runnable(&shape, ConvLayout::AsExported)?;
         let detector = Self {
             model,
             anchors,
             range,
             input_size,
+            channels_first,
             min_score: settings.min_score.unwrap_or_else(|| range.default_min_score()),
             iou_threshold: settings.iou_threshold,
             path: path.to_owned(),
@@ -152,25 +161,24 @@ impl TractDetector {
         self.min_score
     }
 
-    /// The letterboxed, normalised (-1..1) NHWC input tensor for `image`.
+    /// The letterboxed, normalised (-1..1) input tensor for `image`, in the model's layout
+    /// (channels-last as exported, channels-first once its leading transpose is taken out).
     pub fn preprocess(&self, image: &RgbImage) -> Result<(Tensor, Letterbox), ModelError> {
         let size = self.input_size;
+        let side = size as usize;
         let letterbox = Letterbox::fit(image.width(), image.height(), size);
-        let mut data = vec![0f32; (size * size * 3) as usize];
+        let mut data = vec![0f32; side * side * 3];
         let source = SourceImage { data: image.as_raw(), width: image.width(), height: image.height(), channels: 3 };
         let map = AffineMap::scale_translate(letterbox.scale, letterbox.pad_x, letterbox.pad_y);
+        let (warp, shape) = if self.channels_first {
+            (warp_into_planes as Warp, [1, 3, side, side])
+        } else {
+            (warp_into as Warp, [1, side, side, 3])
+        };
         // An empty image leaves the buffer at 0 and finds nothing; not worth an error path.
-        warp_into(
-            source,
-            &map,
-            &mut data,
-            size,
-            size,
-            Outside::Fill(0.0),
-            Normalize { scale: 1.0 / 127.5, offset: -1.0 },
-        );
-        let tensor = Tensor::from_shape(&[1, size as usize, size as usize, 3], &data)
-            .map_err(|cause| ModelError::Run { path: self.path.clone(), cause })?;
+        warp(source, &map, &mut data, size, size, Outside::Fill(0.0), Normalize { scale: 1.0 / 127.5, offset: -1.0 });
+        let tensor =
+            Tensor::from_shape(&shape, &data).map_err(|cause| ModelError::Run { path: self.path.clone(), cause })?;
         Ok((tensor, letterbox))
     }
 
@@ -244,6 +252,11 @@ fn input_range(loaded: &LoadedOnnx) -> Result<DetectorRange, ModelError> {
         .input_fact(0)
         .and_then(|fact| fact.shape.as_concrete_finite())
         .map_err(|cause| ModelError::Load { path: loaded.path.clone(), cause })?;
+    // Named as exported, channels-last, whatever the load made of its leading transpose.
+    let shape: Option<Vec<usize>> = shape.map(|dims| match *dims {
+        [n, c, h, w] if loaded.input_made_channels_first => vec![n, h, w, c],
+        _ => dims.to_vec(),
+    });
     match shape.as_deref() {
         Some(&[1, side, width, 3]) if side == width => DetectorRange::from_input_size(side).ok_or_else(|| {
             unsupported(format!(

@@ -32,6 +32,9 @@ pub struct LoadedOnnx {
     pub path: PathBuf,
     pub model: InferenceModel,
     pub metadata: HashMap<String, String>,
+    /// The model's first step turned its channels-last input channels-first and was taken
+    /// out: it now takes channels-first input (see [`take_channels_first_input`]).
+    pub input_made_channels_first: bool,
 }
 
 impl LoadedOnnx {
@@ -45,8 +48,10 @@ impl LoadedOnnx {
         // symbolic batch that would clash with the concrete input shapes given at load.
         let onnx = tract_onnx::onnx().with_ignore_value_info(true);
         let mut proto = onnx.proto_model_for_path(path).map_err(load_error)?;
+        let mut input_made_channels_first = false;
         if let Some(graph) = proto.graph.as_mut() {
             fold_constant_dequantization(graph).map_err(load_error)?;
+            input_made_channels_first = take_channels_first_input(graph);
         }
         let model = onnx.model_for_proto_model(&proto).map_err(load_error)?;
         let prefix = "onnx.metadata_props.";
@@ -59,7 +64,7 @@ impl LoadedOnnx {
                 Some((name.to_owned(), text.clone()))
             })
             .collect();
-        Ok(Self { path: path.to_owned(), model, metadata })
+        Ok(Self { path: path.to_owned(), model, metadata, input_made_channels_first })
     }
 
     /// Fixes the first input to the concrete `shape` and optimises the model for repeated runs;
@@ -109,6 +114,45 @@ fn declutter_passes() -> tract_onnx::tract_core::optim::Optimizer {
     let mut optimizer = tract_onnx::tract_core::optim::Optimizer::declutter();
     optimizer.passes.retain(|pass| !format!("{pass:?}").starts_with("ChangeAxes"));
     optimizer
+}
+
+/// Takes out a graph's first step when all it does is turn the only input from channels-last
+/// (NHWC) to channels-first (NCHW), as in BlazeFace's converted ONNX, and declares the input
+/// channels-first instead. The caller then writes its input channels-first, which costs it
+/// no more than channels-last, and the model no longer moves every input value at run time.
+/// Returns whether it did.
+fn take_channels_first_input(graph: &mut pb::GraphProto) -> bool {
+    const TO_CHANNELS_FIRST: [i64; 4] = [0, 3, 1, 2];
+    let [input] = graph.input.as_slice() else { return false };
+    let name = input.name.clone();
+    let consumers: Vec<usize> =
+        graph.node.iter().enumerate().filter(|(_, n)| n.input.contains(&name)).map(|(i, _)| i).collect();
+    let [index] = consumers.as_slice() else { return false };
+    let node = &graph.node[*index];
+    let is_transpose = node.op_type == "Transpose"
+        && node.attribute.iter().any(|a| a.name == "perm" && a.ints == TO_CHANNELS_FIRST)
+        && node.input.len() == 1;
+    let [transposed] = node.output.as_slice() else { return false };
+    if !is_transpose || graph.output.iter().any(|o| &o.name == transposed) {
+        return false;
+    }
+    let dims = graph.input[0]
+        .r#type
+        .as_mut()
+        .and_then(|t| t.value.as_mut())
+        .and_then(|pb::type_proto::Value::TensorType(tensor)| tensor.shape.as_mut())
+        .map(|shape| &mut shape.dim);
+    let Some(dims) = dims.filter(|d| d.len() == 4) else { return false };
+    let transposed = transposed.clone();
+    let [n, h, w, c] = [0, 1, 2, 3].map(|i| dims[i].clone());
+    *dims = vec![n, c, h, w];
+    graph.node.remove(*index);
+    for input in graph.node.iter_mut().flat_map(|n| n.input.iter_mut()) {
+        if *input == transposed {
+            *input = name.clone();
+        }
+    }
+    true
 }
 
 /// Replaces every `DequantizeLinear` of constant int8 or uint8 weights by the float weights
@@ -272,5 +316,102 @@ mod tests {
         assert_eq!(dequantize(&x, &one, Some(&unsigned), 0).unwrap(), None);
         let floats = Tensor::from_shape(&[2], &[1f32, 2.0]).unwrap();
         assert_eq!(dequantize(&floats, &one, None, 0).unwrap(), None);
+    }
+
+    /// A graph `input [1,4,5,3] → Transpose(perm) → Relu → output`, the input declared with
+    /// the given dims.
+    fn transposing_graph(perm: &[i64]) -> pb::GraphProto {
+        let dim = |v: i64| pb::tensor_shape_proto::Dimension {
+            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)),
+            ..Default::default()
+        };
+        let tensor = pb::type_proto::Tensor {
+            elem_type: 1,
+            shape: Some(pb::TensorShapeProto { dim: [1, 4, 5, 3].map(dim).to_vec() }),
+        };
+        let value = |name: &str| pb::ValueInfoProto {
+            name: name.to_owned(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(tensor.clone())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let node = |op: &str, input: &str, output: &str| pb::NodeProto {
+            op_type: op.to_owned(),
+            input: vec![input.to_owned()],
+            output: vec![output.to_owned()],
+            ..Default::default()
+        };
+        let mut transpose = node("Transpose", "input", "nchw");
+        transpose.attribute.push(pb::AttributeProto {
+            name: "perm".to_owned(),
+            ints: perm.to_vec(),
+            ..Default::default()
+        });
+        pb::GraphProto {
+            node: vec![transpose, node("Relu", "nchw", "output")],
+            input: vec![value("input")],
+            output: vec![value("output")],
+            ..Default::default()
+        }
+    }
+
+    fn input_dims(graph: &pb::GraphProto) -> Vec<i64> {
+        let Some(pb::type_proto::Value::TensorType(tensor)) = graph.input[0].r#type.as_ref().unwrap().value.as_ref()
+        else {
+            panic!("not a tensor")
+        };
+        tensor
+            .shape
+            .as_ref()
+            .unwrap()
+            .dim
+            .iter()
+            .map(|d| match d.value {
+                Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => v,
+                _ => -1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_leading_channels_first_transpose_is_taken_out_and_the_input_turned() {
+        let mut graph = transposing_graph(&[0, 3, 1, 2]);
+        assert!(take_channels_first_input(&mut graph));
+        assert_eq!(graph.node.len(), 1);
+        assert_eq!(
+            (graph.node[0].op_type.as_str(), graph.node[0].input.as_slice()),
+            ("Relu", &["input".to_owned()][..])
+        );
+        assert_eq!(input_dims(&graph), vec![1, 3, 4, 5]);
+    }
+
+    #[test]
+    fn other_first_steps_stay() {
+        let mut other_perm = transposing_graph(&[0, 2, 3, 1]);
+        assert!(!take_channels_first_input(&mut other_perm));
+        assert_eq!((other_perm.node.len(), input_dims(&other_perm)), (2, vec![1, 4, 5, 3]));
+        // The input also read by a second node: it must keep its layout.
+        let mut shared = transposing_graph(&[0, 3, 1, 2]);
+        shared.node.push(pb::NodeProto {
+            op_type: "Relu".to_owned(),
+            input: vec!["input".to_owned()],
+            output: vec!["second".to_owned()],
+            ..Default::default()
+        });
+        assert!(!take_channels_first_input(&mut shared));
+        assert_eq!(shared.node.len(), 3);
+    }
+
+    #[test]
+    fn blazeface_takes_its_input_channels_first_once_loaded() {
+        for model in ["face_detection_front_128x128_barracuda.onnx", "face_detection_back_256x256_barracuda.onnx"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/blazeface").join(model);
+            let loaded = LoadedOnnx::read(&path).unwrap();
+            assert!(loaded.input_made_channels_first, "{model}");
+            let shape = loaded.model.input_fact(0).unwrap().shape.as_concrete_finite().unwrap().unwrap();
+            assert_eq!((shape[1], shape[2], shape[3]), (3, shape[3], shape[2]), "{model}: {shape:?}");
+        }
     }
 }
