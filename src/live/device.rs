@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
 use crate::capture::images::ImageSource;
-use crate::capture::source::SourceSpec;
+use crate::capture::source::{FrameSource, SourceSpec};
 use crate::capture::thread::{Capture, SourceOpener};
 use crate::config::{LedSettings, RunSettings};
 use crate::detect::DetectorSettings;
@@ -35,8 +35,17 @@ pub fn run_device(
     stop: &AtomicBool,
     on_frame: &mut dyn FnMut(&FrameReport),
 ) -> anyhow::Result<LoopSummary> {
-    check_source(settings)?;
-    let source = crate::capture::opener(settings.source.clone(), settings.capture);
+    let reopen = crate::capture::opener(settings.source.clone(), settings.capture);
+    // An image folder opened for the check is the capture thread's first source, so a large
+    // folder is walked once at start, not twice.
+    let source: SourceOpener = match check_source(settings)? {
+        Some(images) => {
+            let mut opened: Option<Box<dyn FrameSource>> = Some(Box::new(images));
+            let mut reopen = reopen;
+            Box::new(move || opened.take().map_or_else(&mut reopen, Ok))
+        }
+        None => reopen,
+    };
     run_device_with_source(settings, models, source, max_frames, stop, on_frame)
 }
 
@@ -50,11 +59,15 @@ pub fn check_before_start(settings: &RunSettings, models: &ModelPaths) -> anyhow
 }
 
 /// An image folder that does not exist is a mistake to report now, not a camera to wait for.
-fn check_source(settings: &RunSettings) -> anyhow::Result<()> {
-    if let SourceSpec::Images { path } = &settings.source {
-        ImageSource::open(path, false, 0).context("source")?;
+/// Returns the folder opened as the settings ask, for the run to play.
+fn check_source(settings: &RunSettings) -> anyhow::Result<Option<ImageSource>> {
+    match &settings.source {
+        SourceSpec::Images { path } => {
+            let capture = &settings.capture;
+            Ok(Some(ImageSource::open(path, capture.loop_images, capture.fps).context("source")?))
+        }
+        _ => Ok(None),
     }
-    Ok(())
 }
 
 fn load_analyzer(settings: &RunSettings, models: &ModelPaths) -> anyhow::Result<Analyzer> {
