@@ -94,19 +94,16 @@ pub fn warp_into(
     warp(src, map, target)
 }
 
-/// [`warp_into`] writing one plane per channel (`channels × out_h × out_w`), as a
-/// channels-first model takes its input.
-pub fn warp_into_planes(
+/// [`warp_into`] into an [`Output`], interleaved or planar.
+pub fn warp_into_output(
     src: SourceImage<'_>,
     map: &AffineMap,
-    out: &mut [f32],
-    out_w: u32,
-    out_h: u32,
+    output: Output<'_>,
     outside: Outside,
     normalize: Normalize,
 ) -> bool {
-    let target = Target { out, width: out_w as usize, height: out_h as usize, planar: true, outside, normalize };
-    warp(src, map, target)
+    let Output { buffer, width, height, planar } = output;
+    warp(src, map, Target { out: buffer, width: width as usize, height: height as usize, planar, outside, normalize })
 }
 
 /// Where a warp writes, and how.
@@ -121,12 +118,10 @@ struct Target<'a> {
 }
 
 fn warp(src: SourceImage<'_>, map: &AffineMap, target: Target<'_>) -> bool {
-    let c = src.channels;
-    let (w, h) = (src.width as usize, src.height as usize);
-    if target.out.len() != target.width * target.height * c || w == 0 || h == 0 || src.data.len() < w * h * c {
+    if !fits(src, &target) {
         return false;
     }
-    match c {
+    match src.channels {
         1 => warp_channels::<1>(src, map, target),
         3 => warp_channels::<3>(src, map, target),
         _ => return false,
@@ -172,6 +167,187 @@ fn warp_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, target: 
                 let (x, y) = map.apply(u as f32 + 0.5, v as f32 + 0.5);
                 sample(u, v, Tap::at(x, w), Tap::at(y, h));
             }
+        }
+    }
+}
+
+/// The buffer a resampler fills: `width × height` pixels, channels interleaved per pixel
+/// or, when `planar`, one plane per channel (as a channels-first model takes its input).
+pub struct Output<'a> {
+    pub buffer: &'a mut [f32],
+    pub width: u32,
+    pub height: u32,
+    pub planar: bool,
+}
+
+/// Fills `output` with the mean of the source area each output pixel covers under `map`, which
+/// may only scale and shift: what a shrinking letterbox needs. Bilinear sampling reads 4
+/// source pixels per output pixel whatever the scale, so at a fifth of the size it skips most
+/// of the picture and what it reads aliases (noise, fine texture); the mean reads them all.
+/// Which output pixels are `outside` is decided by their centres, as in [`warp_into`]; a
+/// pixel at the border averages the part of its area that lies on the source.
+///
+/// Returns `false` without writing when the buffer has the wrong length, the source is empty,
+/// shorter than its stated size or neither gray nor RGB, or the map rotates or flips.
+pub fn area_into(
+    src: SourceImage<'_>,
+    map: &AffineMap,
+    output: Output<'_>,
+    outside: Outside,
+    normalize: Normalize,
+) -> bool {
+    let [[a, b, _], [d, e, _]] = map.m;
+    if b != 0.0 || d != 0.0 || a <= 0.0 || e <= 0.0 {
+        return false;
+    }
+    let Output { buffer, width, height, planar } = output;
+    let target = Target { out: buffer, width: width as usize, height: height as usize, planar, outside, normalize };
+    if !fits(src, &target) {
+        return false;
+    }
+    match src.channels {
+        1 => area_channels::<1>(src, map, target),
+        3 => area_channels::<3>(src, map, target),
+        _ => return false,
+    }
+    true
+}
+
+/// Whether `src` is a usable image and `target` holds exactly its channels.
+fn fits(src: SourceImage<'_>, target: &Target<'_>) -> bool {
+    let c = src.channels;
+    let (w, h) = (src.width as usize, src.height as usize);
+    target.out.len() == target.width * target.height * c && w > 0 && h > 0 && src.data.len() >= w * h * c
+}
+
+/// Source rows [`area_channels`] adds up as 16-bit integers before weighting them: 257
+/// levels of 255 would overflow; further rows are weighted one by one.
+const MAX_WHOLE_ROWS: usize = 256;
+
+/// [`area_into`] for `C` channels: each output row is first the weighted sum of the source
+/// rows it covers, then each pixel the weighted sum of that row's columns it covers.
+fn area_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, target: Target<'_>) {
+    let (w, h) = (src.width as usize, src.height as usize);
+    let Target { out, width, height, planar, outside, normalize } = target;
+    let fill = match outside {
+        Outside::Fill(v) => Some(v * normalize.scale + normalize.offset),
+        Outside::ClampToEdge => None,
+    };
+    let [[a, _, tx], [_, e, ty]] = map.m;
+    let columns: Vec<Footprint> = (0..width).map(|u| Footprint::of(u, a, tx, w)).collect();
+    let plane = width * height;
+    let mut store = |u: usize, v: usize, values: [f32; C]| {
+        let pixel = v * width + u;
+        if planar {
+            for (ch, value) in values.into_iter().enumerate() {
+                out[ch * plane + pixel] = value;
+            }
+        } else {
+            out[pixel * C..][..C].copy_from_slice(&values);
+        }
+    };
+    let mut row = vec![0f32; w * C];
+    let mut levels = vec![0u16; w * C];
+    for v in 0..height {
+        let rows = Footprint::of(v, e, ty, h);
+        if let (false, Some(fill)) = (rows.inside, fill) {
+            (0..width).for_each(|u| store(u, v, [fill; C]));
+            continue;
+        }
+        // Rows the footprint covers whole share one weight: they are added up as integers and
+        // weighted once; only a partly covered first or last row is weighted on its own.
+        let summed = |k: usize| rows.weight(k) == rows.whole && k < MAX_WHOLE_ROWS;
+        let source_row = |k: usize| &src.data[(rows.first + k) * w * C..][..w * C];
+        let whole_rows = (0..rows.count).filter(|&k| summed(k)).count();
+        if whole_rows > 0 {
+            levels.fill(0);
+            for k in (0..rows.count).filter(|&k| summed(k)) {
+                for (level, &p) in levels.iter_mut().zip(source_row(k)) {
+                    *level += u16::from(p);
+                }
+            }
+            for (sum, &level) in row.iter_mut().zip(&levels) {
+                *sum = rows.whole * f32::from(level);
+            }
+        } else {
+            row.fill(0.0);
+        }
+        for k in (0..rows.count).filter(|&k| !summed(k)) {
+            let weight = rows.weight(k);
+            for (sum, &p) in row.iter_mut().zip(source_row(k)) {
+                *sum += weight * f32::from(p);
+            }
+        }
+        for (u, cols) in columns.iter().enumerate() {
+            let values = match fill {
+                Some(fill) if !cols.inside => [fill; C],
+                _ => {
+                    let pixels = &row[cols.first * C..][..cols.count * C];
+                    let (mut edges, mut wholes) = ([0f32; C], [0f32; C]);
+                    for (k, pixel) in pixels.chunks_exact(C).enumerate() {
+                        let weight = cols.weight(k);
+                        if weight == cols.whole {
+                            wholes.iter_mut().zip(pixel).for_each(|(sum, &p)| *sum += p);
+                        } else {
+                            edges.iter_mut().zip(pixel).for_each(|(sum, &p)| *sum += weight * p);
+                        }
+                    }
+                    std::array::from_fn(|ch| (edges[ch] + cols.whole * wholes[ch]) * normalize.scale + normalize.offset)
+                }
+            };
+            store(u, v, values);
+        }
+    }
+}
+
+/// The source pixels output pixel `index` covers along one axis of `len` pixels, where the
+/// map takes output coordinate `t` to source coordinate `step · t + shift`: `count` pixels
+/// from `first`, each weighted by its share of the covered length (the shares sum to 1).
+/// Only the first and the last can be covered in part; the ones between weigh `whole`.
+#[derive(Debug, Clone, Copy)]
+struct Footprint {
+    /// Whether the pixel's centre lies on the source (`Outside::Fill` applies when not).
+    inside: bool,
+    first: usize,
+    count: usize,
+    first_weight: f32,
+    last_weight: f32,
+    whole: f32,
+}
+
+impl Footprint {
+    fn of(index: usize, step: f32, shift: f32, len: usize) -> Self {
+        let at = |t: f32| step * t + shift;
+        let (start, centre, end) = (at(index as f32), at(index as f32 + 0.5), at(index as f32 + 1.0));
+        let inside = (0.0..len as f32).contains(&centre);
+        let (low, high) = (start.clamp(0.0, len as f32), end.clamp(0.0, len as f32));
+        if high <= low {
+            // Nothing of the source under it; the nearest edge pixel stands in (ClampToEdge).
+            let edge = if centre < 0.0 { 0 } else { len - 1 };
+            return Self { inside, first: edge, count: 1, first_weight: 1.0, last_weight: 1.0, whole: 1.0 };
+        }
+        let first = low.floor() as usize;
+        let last = (high.ceil() as usize).min(len) - 1;
+        let length = high - low;
+        let share = |i: usize| (high.min(i as f32 + 1.0) - low.max(i as f32)).max(0.0) / length;
+        Self {
+            inside,
+            first,
+            count: last - first + 1,
+            first_weight: share(first),
+            last_weight: share(last),
+            whole: 1.0 / length,
+        }
+    }
+
+    /// The weight of the `k`-th pixel covered.
+    fn weight(&self, k: usize) -> f32 {
+        if k == 0 {
+            self.first_weight
+        } else if k + 1 == self.count {
+            self.last_weight
+        } else {
+            self.whole
         }
     }
 }
@@ -386,7 +562,8 @@ mod tests {
         let mut pixels = vec![0.0; ow * oh * 3];
         let mut planes = vec![0.0; ow * oh * 3];
         assert!(warp_into(src, &map, &mut pixels, ow as u32, oh as u32, fill, IDENTITY));
-        assert!(warp_into_planes(src, &map, &mut planes, ow as u32, oh as u32, fill, IDENTITY));
+        let output = Output { buffer: &mut planes, width: ow as u32, height: oh as u32, planar: true };
+        assert!(warp_into_output(src, &map, output, fill, IDENTITY));
         let mut bars = 0;
         for v in 0..oh {
             for u in 0..ow {
@@ -411,5 +588,117 @@ mod tests {
         let two = SourceImage { data: &data, width: 2, height: 2, channels: 2 };
         let map = AffineMap::scale_translate(1.0, 0.0, 0.0);
         assert!(!warp_into(two, &map, &mut out, 2, 2, Outside::ClampToEdge, IDENTITY));
+    }
+
+    /// Mean of channel `ch` over the source rectangle `[x0, x1) × [y0, y1)` clipped to the
+    /// image, each pixel weighted by the area it shares with the rectangle: the definition.
+    #[allow(clippy::too_many_arguments)]
+    fn area_by_hand(
+        data: &[u8],
+        width: usize,
+        height: usize,
+        channels: usize,
+        x: (f32, f32),
+        y: (f32, f32),
+        ch: usize,
+    ) -> f32 {
+        let overlap = |low: f32, high: f32, i: usize| (high.min(i as f32 + 1.0) - low.max(i as f32)).max(0.0);
+        let (mut sum, mut area) = (0.0f64, 0.0f64);
+        for row in 0..height {
+            for col in 0..width {
+                let shared = f64::from(overlap(x.0, x.1, col) * overlap(y.0, y.1, row));
+                sum += shared * f64::from(data[(row * width + col) * channels + ch]);
+                area += shared;
+            }
+        }
+        (sum / area) as f32
+    }
+
+    #[test]
+    fn halving_by_area_averages_two_by_two_blocks() {
+        let data = [0u8, 10, 20, 30, 40, 50, 60, 70, 1, 2, 3, 4, 5, 6, 7, 8];
+        let mut out = vec![0.0; 4];
+        let output = Output { buffer: &mut out, width: 2, height: 2, planar: false };
+        assert!(area_into(
+            gray(&data, 4, 4),
+            &AffineMap::scale_translate(0.5, 0.0, 0.0),
+            output,
+            Outside::Fill(0.0),
+            IDENTITY
+        ));
+        assert_eq!(out, vec![25.0, 45.0, 3.5, 5.5]);
+    }
+
+    #[test]
+    fn area_mean_of_a_fractional_footprint_matches_the_definition_in_both_layouts() {
+        let (w, h) = (23usize, 17usize);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| ((i * 37) % 251) as u8).collect();
+        let src = SourceImage { data: &data, width: w as u32, height: h as u32, channels: 3 };
+        // 0.3 output pixels per source pixel (footprints 3.33 source pixels wide, cut at
+        // fractions), shifted: bars on the left and at the bottom, and pixels at the border
+        // whose centre is on the source but whose footprint is not all on it.
+        let (scale, pad_x, pad_y) = (0.3, 1.2, -0.4);
+        let map = AffineMap::scale_translate(scale, pad_x, pad_y);
+        let (ow, oh) = (9usize, 5usize);
+        let fill = Outside::Fill(9.0);
+        let mut pixels = vec![0.0; ow * oh * 3];
+        let mut planes = vec![0.0; ow * oh * 3];
+        let output = Output { buffer: &mut pixels, width: ow as u32, height: oh as u32, planar: false };
+        assert!(area_into(src, &map, output, fill, IDENTITY));
+        let output = Output { buffer: &mut planes, width: ow as u32, height: oh as u32, planar: true };
+        assert!(area_into(src, &map, output, fill, IDENTITY));
+        let source = |t: f32, pad: f32| (t - pad) / scale;
+        let (mut bars, mut cut) = (0, 0);
+        for v in 0..oh {
+            for u in 0..ow {
+                let (x, y) = (
+                    (source(u as f32, pad_x), source(u as f32 + 1.0, pad_x)),
+                    (source(v as f32, pad_y), source(v as f32 + 1.0, pad_y)),
+                );
+                let (cx, cy) = (source(u as f32 + 0.5, pad_x), source(v as f32 + 0.5, pad_y));
+                let on_source = (0.0..w as f32).contains(&cx) && (0.0..h as f32).contains(&cy);
+                bars += usize::from(!on_source);
+                cut += usize::from(on_source && (x.0 < 0.0 || y.1 > h as f32));
+                for ch in 0..3 {
+                    let expected = if on_source { area_by_hand(&data, w, h, 3, x, y, ch) } else { 9.0 };
+                    let (pixel, plane) = (pixels[(v * ow + u) * 3 + ch], planes[ch * ow * oh + v * ow + u]);
+                    assert!((pixel - expected).abs() < 1e-3, "({u}, {v}) channel {ch}: {pixel} against {expected}");
+                    assert_eq!(pixel, plane, "({u}, {v}) channel {ch}");
+                }
+            }
+        }
+        assert!(bars > 0 && cut > 0, "{bars} bars, {cut} pixels cut by the border");
+    }
+
+    #[test]
+    fn area_mean_over_more_rows_than_sixteen_bits_can_sum() {
+        // 600 rows of 255 into one pixel: summed as u16 in one go they would overflow.
+        let (w, h) = (2usize, 600usize);
+        let data: Vec<u8> = (0..w * h).map(|i| if i % 2 == 0 { 255 } else { (i % 7) as u8 }).collect();
+        let mut out = vec![0.0; 2];
+        let output = Output { buffer: &mut out, width: 2, height: 1, planar: false };
+        assert!(area_into(
+            gray(&data, w as u32, h as u32),
+            &AffineMap { m: [[1.0, 0.0, 0.0], [0.0, 600.0, 0.0]] },
+            output,
+            Outside::Fill(0.0),
+            IDENTITY
+        ));
+        let column = |c: usize| (0..h).map(|r| f64::from(data[r * w + c])).sum::<f64>() / h as f64;
+        for (c, value) in out.iter().enumerate() {
+            assert!((f64::from(*value) - column(c)).abs() < 1e-2, "column {c}: {value} against {}", column(c));
+        }
+    }
+
+    #[test]
+    fn area_mean_refuses_maps_that_rotate_or_flip() {
+        let data = [0u8; 16];
+        let mut out = vec![0.0; 4];
+        for map in
+            [AffineMap::rotated_square(2.0, 2.0, 4.0, 0.3, 2), AffineMap { m: [[-2.0, 0.0, 4.0], [0.0, 2.0, 0.0]] }]
+        {
+            let output = Output { buffer: &mut out, width: 2, height: 2, planar: false };
+            assert!(!area_into(gray(&data, 4, 4), &map, output, Outside::ClampToEdge, IDENTITY));
+        }
     }
 }

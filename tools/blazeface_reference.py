@@ -7,7 +7,9 @@ implementation in emotion-pi: the short-range model (below, N = 128) or, with
 Pipeline (all geometry in float64):
 
 1. Letterbox the RGB image into a 128x128 canvas (see :func:`letterbox`),
-   black padding, bilinear sampling with pixel-centre alignment.
+   black padding; shrinking, each canvas pixel is the mean of the image area
+   it covers (area resampling), enlarging, bilinear sampling with pixel-centre
+   alignment.
 2. Normalise RGB to [-1, 1] (``v / 127.5 - 1``); padding is black *before*
    normalisation, i.e. -1 after it.
 3. Run ``models/blazeface/face_detection_front_128x128_barracuda.onnx``
@@ -173,16 +175,43 @@ def _axis_weights(n_out: int, n_src: int, scale: float, pad: float):
     return inside, i0, i1, frac
 
 
+def _axis_area_weights(n_out: int, n_src: int, scale: float, pad: float):
+    """Per-axis area-resampling weights for a shrinking letterbox, as a matrix.
+
+    Output index u covers the source interval [(u - pad)/scale, (u + 1 - pad)/scale),
+    clipped to [0, n_src); row u of the (n_out, n_src) matrix holds each source
+    pixel's overlap with it divided by the clipped length, so the rows sum to 1.
+    A pixel is inside the content iff its centre (u + 0.5 - pad)/scale is.
+    """
+    u = np.arange(n_out, dtype=np.float64)[:, None]
+    i = np.arange(n_src, dtype=np.float64)[None, :]
+    low = np.clip((u - pad) / scale, 0.0, n_src)
+    high = np.clip((u + 1.0 - pad) / scale, 0.0, n_src)
+    overlap = np.clip(np.minimum(high, i + 1.0) - np.maximum(low, i), 0.0, None)
+    total = overlap.sum(axis=1, keepdims=True)
+    weights = np.divide(overlap, total, out=np.zeros_like(overlap), where=total > 0)
+    centre = (u[:, 0] + 0.5 - pad) / scale
+    inside = (centre >= 0.0) & (centre < n_src)
+    return inside, weights
+
+
 def letterbox(rgb: np.ndarray, size: int = INPUT_SIZE):
     """Letterbox an (H, W, 3) uint8 image to (size, size, 3) float64 in [0,255].
 
-    Bilinear sampling in float64 at sx = (u+0.5-pad_x)/scale - 0.5,
+    Shrinking (scale < 1): area resampling, see :func:`_axis_area_weights`. Enlarging:
+    bilinear sampling in float64 at sx = (u+0.5-pad_x)/scale - 0.5,
     sy = (v+0.5-pad_y)/scale - 0.5, neighbours clamped to the image edge.
     Output pixels whose centre falls outside the content area are black (0).
     Returns (image, scale, pad_x, pad_y).
     """
     h, w = rgb.shape[:2]
     scale, pad_x, pad_y = letterbox_params(w, h, size)
+    if scale < 1.0:
+        in_x, wx = _axis_area_weights(size, w, scale, pad_x)
+        in_y, wy = _axis_area_weights(size, h, scale, pad_y)
+        out = np.einsum("vy,yxc,ux->vuc", wy, rgb.astype(np.float64), wx)
+        mask = (in_y[:, None] & in_x[None, :])[:, :, None]
+        return np.where(mask, out, 0.0), scale, pad_x, pad_y
     in_x, x0, x1, fx = _axis_weights(size, w, scale, pad_x)
     in_y, y0, y1, fy = _axis_weights(size, h, scale, pad_y)
     src = rgb.astype(np.float64)
@@ -531,11 +560,14 @@ def main():
         preprocessing=dict(
             input=f"input:0, NHWC 1x{n}x{n}x3 float32, RGB",
             letterbox=f"scale = min({n}/W, {n}/H); pad_x = ({n} - W*scale)/2, "
-                      f"pad_y = ({n} - H*scale)/2 (floats, unrounded). Output pixel (u, v) "
-                      "samples the source bilinearly (float64) at sx = (u+0.5-pad_x)/scale - 0.5, "
-                      "sy = (v+0.5-pad_y)/scale - 0.5; neighbours floor(s) and floor(s)+1 clamped "
-                      "to [0, W-1] / [0, H-1]. If (u+0.5-pad_x)/scale is outside [0, W) or "
-                      "(v+0.5-pad_y)/scale outside [0, H) the pixel is black (0,0,0).",
+                      f"pad_y = ({n} - H*scale)/2 (floats, unrounded). Shrinking (scale < 1), "
+                      "output pixel (u, v) is the mean (float64) of the source area "
+                      "[(u-pad_x)/scale, (u+1-pad_x)/scale) x [(v-pad_y)/scale, (v+1-pad_y)/scale) "
+                      "clipped to the image, each pixel weighted by its overlap; enlarging, it "
+                      "samples the source bilinearly at sx = (u+0.5-pad_x)/scale - 0.5, "
+                      "sy = (v+0.5-pad_y)/scale - 0.5, neighbours clamped to the image. If "
+                      "(u+0.5-pad_x)/scale is outside [0, W) or (v+0.5-pad_y)/scale outside [0, H) "
+                      "the pixel is black (0,0,0).",
             normalisation="v / 127.5 - 1 (RGB in [-1, 1]); padding black before "
                           "normalisation (-1 after)",
             normalisation_check_max_scores=r6(norm_check),

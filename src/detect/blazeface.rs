@@ -12,10 +12,7 @@ use super::range::DetectorRange;
 use super::Face;
 use crate::geometry::{BoundingBox, Point};
 use crate::model::{ConvLayout, LoadedOnnx, ModelError};
-use crate::resample::{warp_into, warp_into_planes, AffineMap, Normalize, Outside, SourceImage};
-
-/// [`warp_into`] or [`warp_into_planes`].
-type Warp = fn(SourceImage<'_>, &AffineMap, &mut [f32], u32, u32, Outside, Normalize) -> bool;
+use crate::resample::{area_into, warp_into_output, AffineMap, Normalize, Output, Outside, SourceImage};
 
 const VALUES_PER_ANCHOR: usize = 16;
 const KEYPOINTS: usize = 6;
@@ -170,13 +167,17 @@ impl TractDetector {
         let mut data = vec![0f32; side * side * 3];
         let source = SourceImage { data: image.as_raw(), width: image.width(), height: image.height(), channels: 3 };
         let map = AffineMap::scale_translate(letterbox.scale, letterbox.pad_x, letterbox.pad_y);
-        let (warp, shape) = if self.channels_first {
-            (warp_into_planes as Warp, [1, 3, side, side])
+        let shape = if self.channels_first { [1, 3, side, side] } else { [1, side, side, 3] };
+        let output = Output { buffer: &mut data, width: size, height: size, planar: self.channels_first };
+        let (outside, normalize) = (Outside::Fill(0.0), Normalize { scale: 1.0 / 127.5, offset: -1.0 });
+        // Shrinking, each input pixel is the mean of the frame's pixels under it (no aliasing);
+        // enlarging a small picture, bilinear. An empty image leaves the buffer at 0 and finds
+        // nothing; not worth an error path.
+        if letterbox.scale < 1.0 {
+            area_into(source, &map, output, outside, normalize);
         } else {
-            (warp_into as Warp, [1, side, side, 3])
-        };
-        // An empty image leaves the buffer at 0 and finds nothing; not worth an error path.
-        warp(source, &map, &mut data, size, size, Outside::Fill(0.0), Normalize { scale: 1.0 / 127.5, offset: -1.0 });
+            warp_into_output(source, &map, output, outside, normalize);
+        }
         let tensor =
             Tensor::from_shape(&shape, &data).map_err(|cause| ModelError::Run { path: self.path.clone(), cause })?;
         Ok((tensor, letterbox))
