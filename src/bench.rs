@@ -57,8 +57,11 @@ pub struct BenchReport {
     pub arch: &'static str,
     /// The emotion model's file, precision and test-time processing.
     pub classifier: String,
-    /// How many times the emotion graph runs per face: 2 when this runtime adds the mirror image.
+    /// How many times the emotion graph runs per face of a still picture (or new to the live
+    /// loop): 2 when this runtime adds the mirror image.
     pub graph_runs_per_face: usize,
+    /// How many times it runs per frame for a face the live loop already tracks.
+    pub graph_runs_per_tracked_face: usize,
     /// The matrix-product kernels tract picked for this CPU, per model: kernel name → products.
     pub kernels: BTreeMap<String, BTreeMap<String, usize>>,
     pub stages: Vec<StageTiming>,
@@ -158,7 +161,15 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
     let batch = analyzer.crop_batch(&frame, one_face);
     let classifier = analyzer.classifier();
     stages.push(time_stage("classify (per face)", n, || Ok(classifier.classify_batch(&batch, one_face.len())?))?);
+    // A face the live loop already tracks is scored on the images `classify.mirror` gives it
+    // from its second detection on (one, with `alternate`).
+    let tracked = classifier.mirror().views(Some(0));
+    stages.push(time_stage("classify (tracked face)", n, || Ok(classifier.classify_views(&batch, &[tracked])?))?);
     stages.push(time_stage("detect+classify frame", n, || Ok(analyzer.analyze(&frame)?))?);
+    stages.push(time_stage("detect+classify frame (tracked face)", n, || {
+        let faces = detector.detect(&frame.rgb)?;
+        Ok(classifier.classify_views(&analyzer.crop_batch(&frame, &faces), &vec![tracked; faces.len()])?)
+    })?);
     let analyses = analyzer.analyze(&frame)?;
     let ui_faces: Vec<UiFace> = analyses.iter().map(UiFace::from).collect();
     let class_names = &analyzer.classifier().metadata().class_names;
@@ -178,9 +189,16 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
         arch: std::env::consts::ARCH,
         classifier: {
             let classifier = analyzer.classifier();
-            format!("{} ({}; {})", paths.classifier.display(), classifier.metadata().precision, classifier.scoring())
+            format!(
+                "{} ({}; {}; mirror {})",
+                paths.classifier.display(),
+                classifier.metadata().precision,
+                classifier.scoring(),
+                classifier.mirror()
+            )
         },
         graph_runs_per_face: analyzer.classifier().graph_runs_per_face(),
+        graph_runs_per_tracked_face: tracked.passes(),
         kernels: BTreeMap::from([
             (model_name(&paths.detector), product_kernels(analyzer.detector().plan())),
             (model_name(&paths.classifier), product_kernels(analyzer.classifier().plan())),
@@ -192,7 +210,7 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
 impl Report for BenchReport {
     fn to_text(&self) -> String {
         let mut text = format!(
-            "{} on {} ({}x{} frame, {} face(s), {} iterations)\nclassifier: {}\n\n{:<26}{:>10}{:>10}{:>10}\n",
+            "{} on {} ({}x{} frame, {} face(s), {} iterations)\nclassifier: {}\n\n{:<38}{:>10}{:>10}{:>10}\n",
             self.arch,
             self.image,
             self.frame[0],
@@ -206,7 +224,7 @@ impl Report for BenchReport {
             "min ms"
         );
         for s in &self.stages {
-            text += &format!("{:<26}{:>10.3}{:>10.3}{:>10.3}\n", s.stage, s.median_ms, s.p90_ms, s.min_ms);
+            text += &format!("{:<38}{:>10.3}{:>10.3}{:>10.3}\n", s.stage, s.median_ms, s.p90_ms, s.min_ms);
         }
         text += "\nmatrix-product kernels tract picked for this CPU:\n";
         for (model, kernels) in &self.kernels {

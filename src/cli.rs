@@ -17,7 +17,7 @@ use crate::bulk::fer::{self, Usage};
 use crate::bulk::frames::evaluate_frames;
 use crate::bulk::outputs::check_predictions_target;
 use crate::classify::{
-    ClassifierSettings, CropOverrides, CropSettings, TractClassifier, CROP_MARGIN_RANGE, CROP_OFFSET_RANGE,
+    ClassifierSettings, CropOverrides, CropSettings, Mirror, TractClassifier, CROP_MARGIN_RANGE, CROP_OFFSET_RANGE,
 };
 use crate::config::{Config, ConfigError, DisplayKind, RunSettings, MIN_SCORE_RANGE};
 use crate::detect::{DetectorRange, DetectorSettings};
@@ -143,8 +143,8 @@ impl RunArgs {
             config.inference.workers = workers;
             given.push(("inference.workers", "--workers"));
         }
-        if self.models.no_mirror {
-            config.classify.mirror = false;
+        if let Some(mirror) = self.models.mirror {
+            config.classify.mirror = mirror;
         }
         if let Some(range) = self.models.detector_range {
             config.detect.range = range;
@@ -170,10 +170,12 @@ pub struct ModelArgs {
     /// input size (128 or 256) says which range it is.
     #[arg(long, value_name = "FILE")]
     pub detector_model: Option<PathBuf>,
-    /// Score each face alone, not averaged with its mirror image: half the classifier's work
-    /// per face, about 1.5 points less accurate [config: classify.mirror = false].
-    #[arg(long)]
-    pub no_mirror: bool,
+    /// When each face is averaged with its mirror image: always (two classifier passes per
+    /// face), off (one pass, about 1.5 points less accurate on FER2013) or alternate (still
+    /// pictures and new faces as always; faces the live loop tracks one pass per frame,
+    /// face and mirror image in turn, averaged by the tracker) [default: alternate] [config: classify.mirror].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mirror: Option<Mirror>,
 }
 
 impl ModelArgs {
@@ -190,7 +192,7 @@ impl ModelArgs {
 
     /// How the classifier scores faces when no config applies.
     fn classifier_settings(&self) -> ClassifierSettings {
-        ClassifierSettings { mirror: !self.no_mirror }
+        ClassifierSettings { mirror: self.mirror.unwrap_or_default() }
     }
 
     fn paths(&self) -> ModelPaths {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::capture::convert::YuvRange;
 use crate::capture::source::{SourceSpec, SpecError};
-use crate::classify::{ClassifierSettings, CropOverrides, CROP_MARGIN_RANGE};
+use crate::classify::{ClassifierSettings, CropOverrides, Mirror, CROP_MARGIN_RANGE};
 use crate::detect::DetectorRange;
 use crate::output::display::DisplayTarget;
 use crate::output::panel::driver::{Controller, PanelGeometry};
@@ -322,8 +322,9 @@ pub struct ModelsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClassifyConfig {
-    /// Average each face with its mirror image: more accurate, twice the classifier's work.
-    pub mirror: bool,
+    /// When each face is averaged with its mirror image: more accurate, a second pass of the
+    /// classifier (see [`Mirror`]).
+    pub mirror: Mirror,
 }
 
 impl Default for ClassifyConfig {
@@ -740,6 +741,26 @@ mod tests {
         assert_eq!((long.detector_range, long.min_face_score), (DetectorRange::Long, Some(0.8)));
         let message = parse("\n[detect]\nrange = \"medium\"\n").unwrap_err().to_string();
         assert!(message.contains("medium") && message.contains("long") && message.contains("line 3"), "{message}");
+    }
+
+    #[test]
+    fn the_mirror_takes_a_mode_or_the_old_flag() {
+        assert_eq!(parse("").unwrap().classifier.mirror, Mirror::Alternate);
+        for (value, mode) in [
+            ("\"off\"", Mirror::Off),
+            ("\"always\"", Mirror::Always),
+            ("\"alternate\"", Mirror::Alternate),
+            ("true", Mirror::Always),
+            ("false", Mirror::Off),
+        ] {
+            let settings = parse(&format!("[classify]\nmirror = {value}\n")).unwrap();
+            assert_eq!(settings.classifier.mirror, mode, "mirror = {value}");
+        }
+        let message = parse("[classify]\n\nmirror = \"sometimes\"\n").unwrap_err().to_string();
+        assert!(
+            message.contains("sometimes") && message.contains("alternate") && message.contains("line 3"),
+            "{message}"
+        );
     }
 
     #[test]

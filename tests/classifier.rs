@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use emotion_pi::classify::{ClassifierSettings, TractClassifier};
+use emotion_pi::classify::{mirror_average, ClassifierSettings, Mirror, TractClassifier, ViewScores, Views};
 
 /// The shipped model, loaded once for all tests: under qemu a load takes many seconds.
 fn classifier() -> &'static TractClassifier {
@@ -41,6 +41,30 @@ fn batch_of_three_equals_faces_one_by_one() {
         let total: f32 = emotion.probabilities.iter().sum();
         assert!((total - 1.0).abs() < 1e-4);
     }
+}
+
+/// A normalised test face whose left and right halves differ, so its mirror image scores
+/// differently.
+fn lopsided_face(len: usize, side: usize) -> Vec<f32> {
+    (0..len).map(|i| ((i % side) * (i / side + 3) % 89) as f32 / 35.0 - 1.1).collect()
+}
+
+#[test]
+fn a_face_scored_on_both_images_is_the_two_single_scores_and_the_mirror_is_the_flipped_face() {
+    let c = classifier();
+    let (len, side) = (c.face_len(), c.metadata().input_size as usize);
+    let face = lopsided_face(len, side);
+    let flipped: Vec<f32> = face.chunks_exact(side).flat_map(|row| row.iter().rev().copied()).collect();
+    let scores = c.classify_views(&[face.as_slice(), &flipped].concat(), &[Views::Both, Views::Face]).expect("scores");
+    let ViewScores::Both { face: of_face, mirror: of_mirror } = &scores[0] else { panic!("{scores:?}") };
+    assert_eq!(scores[1], ViewScores::Face(of_mirror.clone()), "the mirror pass is the pass on the flipped face");
+    let singles = c.classify_views(&[face.as_slice(), &face].concat(), &[Views::Face, Views::Mirror]).expect("scores");
+    assert_eq!(singles, [ViewScores::Face(of_face.clone()), ViewScores::Mirror(of_mirror.clone())]);
+    assert_ne!(of_face, of_mirror, "the test face must not be symmetric");
+    // A still picture is scored on both images unless the mirror is off.
+    let still = c.classify_batch(&face, 1).expect("still");
+    assert_eq!(c.mirror(), Mirror::Alternate);
+    assert_eq!(still[0].probabilities, mirror_average(of_face, of_mirror));
 }
 
 #[test]

@@ -11,7 +11,7 @@
 #   tools/arm_cost.sh                     # table: tract vs onnxruntime per stage, three CPUs
 #   tools/arm_cost.sh --json              # the same as one JSON object
 #   tools/arm_cost.sh --check tools/arm_cost.baseline.json
-#                                         # cortex-a72 only; fails if the frame grew > 3%
+#                                         # cortex-a72 only; fails if a frame grew > 3%
 #   tools/arm_cost.sh --write-baseline tools/arm_cost.baseline.json
 #
 # Needs qemu-user (Debian 12's 7.2), gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, the

@@ -19,12 +19,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::analyze::Analyzer;
 use crate::capture::thread::{Capture, CaptureCounts, CapturedFrame, Taken};
+use crate::classify::{Mirror, Views};
+use crate::detect::Face;
 use crate::model::ModelError;
 use crate::output::display::DisplayCounts;
 use crate::output::emotion_log::{DeviceStatus, EmotionLog, FaceEvent, StatusCounters};
 use crate::output::line_sink::{LineSink, SinkCounts};
 use crate::service::{self, Watchdog};
-use crate::track::{Detections, Observation, Track, TrackEvent, Tracker};
+use crate::track::{Detections, Observation, Track, TrackEvent, TrackedBoxes, Tracker};
 use stats::{FrameRate, StageSummary, StageTimes};
 
 /// How often the loop looks up from an empty slot to report status or notice a stop.
@@ -64,6 +66,8 @@ pub struct FrameReport<'a> {
 pub struct LoopSummary {
     pub frames: u64,
     pub detections: u64,
+    /// Runs of the emotion graph over all faces: two per face scored with its mirror image.
+    pub classifier_passes: u64,
     pub model_errors: u64,
     pub seconds: f64,
     /// Processed frames per second over the whole run.
@@ -85,6 +89,7 @@ pub struct LiveLoop<'a> {
     rate: FrameRate,
     frames: u64,
     detections: u64,
+    classifier_passes: u64,
     model_errors: u64,
     frame_size: (u32, u32),
     status: Option<DeviceStatus>,
@@ -112,6 +117,7 @@ impl<'a> LiveLoop<'a> {
             rate: FrameRate::default(),
             frames: 0,
             detections: 0,
+            classifier_passes: 0,
             model_errors: 0,
             frame_size: (0, 0),
             status: None,
@@ -153,6 +159,7 @@ impl<'a> LiveLoop<'a> {
         Ok(LoopSummary {
             frames: self.frames,
             detections: self.detections,
+            classifier_passes: self.classifier_passes,
             model_errors: self.model_errors,
             seconds,
             fps: if seconds > 0.0 { self.frames as f64 / seconds } else { 0.0 },
@@ -212,8 +219,12 @@ impl<'a> LiveLoop<'a> {
                             in_flight.insert(taken, None);
                             let finished = finished.clone();
                             let order = taken;
+                            let views = ViewPlan {
+                                tracked: self.tracker.tracked_boxes(),
+                                turn: taken / u64::from(self.options.detect_every),
+                            };
                             scope.spawn(move |_| {
-                                analysed.analysis = Some(analyse(analyzer, &analysed.captured));
+                                analysed.analysis = Some(analyse(analyzer, &analysed.captured, &views));
                                 // The receiver lives until every frame in flight is back.
                                 let _ = finished.send((order, analysed));
                             });
@@ -281,8 +292,9 @@ impl<'a> LiveLoop<'a> {
     /// Records a worker's stage times; the faces it found, or `None` when the models failed.
     fn record_analysis(&mut self, index: u64, analysis: Analysis) -> Option<Vec<Observation>> {
         match analysis {
-            Analysis::Found { observations, detect, crop, classify } => {
+            Analysis::Found { observations, detect, crop, classify, passes } => {
                 self.detections += 1;
+                self.classifier_passes += passes;
                 self.stages.detect.record(detect);
                 self.stages.crop.record(crop);
                 if let Some(classify) = classify {
@@ -382,6 +394,8 @@ enum Analysis {
         crop: Duration,
         /// `None` when there was no face to classify.
         classify: Option<Duration>,
+        /// Runs of the emotion graph.
+        passes: u64,
     },
     Failed(AnalysisError),
 }
@@ -411,8 +425,28 @@ fn receive_finished(
     }
 }
 
-/// Detects the faces in `captured` and classifies them, timing each stage.
-fn analyse(analyzer: &Analyzer, captured: &CapturedFrame) -> Analysis {
+/// Which images of each face a worker scores (`classify.mirror`): `alternate` needs to know
+/// which faces the tracker already follows.
+struct ViewPlan {
+    /// The tracks when the frame was taken. A face that started a track in a frame still in
+    /// flight then is scored on both images once more: with several workers the first
+    /// frames of a track may get both where one worker gives them one (either is a correct
+    /// mirror average; for a face that holds still, the same one).
+    tracked: TrackedBoxes,
+    /// The frame's place among the frames detection runs on, so that a track's consecutive
+    /// detections alternate between the face and its mirror image.
+    turn: u64,
+}
+
+impl ViewPlan {
+    fn views(&self, mirror: Mirror, face: &Face) -> Views {
+        mirror.views(self.tracked.holds(&face.bbox).then_some(self.turn))
+    }
+}
+
+/// Detects the faces in `captured` and classifies them on the images `plan` picks, timing
+/// each stage.
+fn analyse(analyzer: &Analyzer, captured: &CapturedFrame, plan: &ViewPlan) -> Analysis {
     let run = || -> Result<Analysis, ModelError> {
         let frame = &captured.frame;
         let t = Instant::now();
@@ -422,14 +456,14 @@ fn analyse(analyzer: &Analyzer, captured: &CapturedFrame) -> Analysis {
         let batch = analyzer.crop_batch(frame, &faces);
         let crop = t.elapsed();
         let t = Instant::now();
-        let emotions = analyzer.classifier().classify_batch(&batch, faces.len())?;
+        let classifier = analyzer.classifier();
+        let views: Vec<Views> = faces.iter().map(|face| plan.views(classifier.mirror(), face)).collect();
+        let scores = classifier.classify_views(&batch, &views)?;
         let classify = (!faces.is_empty()).then(|| t.elapsed());
-        let observations = faces
-            .iter()
-            .zip(emotions)
-            .map(|(face, emotion)| Observation { bbox: face.bbox, probabilities: emotion.probabilities })
-            .collect();
-        Ok(Analysis::Found { observations, detect, crop, classify })
+        let passes = views.iter().map(|views| views.passes() as u64).sum();
+        let observations =
+            faces.iter().zip(scores).map(|(face, scores)| Observation { bbox: face.bbox, scores }).collect();
+        Ok(Analysis::Found { observations, detect, crop, classify, passes })
     };
     match catch_unwind(AssertUnwindSafe(run)) {
         Ok(Ok(analysis)) => analysis,

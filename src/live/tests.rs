@@ -12,6 +12,7 @@ use super::*;
 use crate::analyze::{AnalyzerSettings, ModelPaths};
 use crate::capture::source::{CaptureError, FrameSource};
 use crate::capture::thread::SourceOpener;
+use crate::classify::ClassifierSettings;
 use crate::detect::DetectorRange;
 use crate::frame::Frame;
 use crate::track::TrackerSettings;
@@ -193,6 +194,8 @@ fn several_workers_report_every_frame_in_order_with_the_same_log_as_one() {
     let empty = Frame::from_rgb(image::RgbImage::from_pixel(320, 240, image::Rgb([90, 120, 150])));
     // A face, a different person long enough for the first track to end, no one, then the
     // first face again: `new`, `lost` and `new` events whose order depends on frame order.
+    // Each person holds still, so a track's scores are the same whether a frame in flight
+    // scored its face on both images or on one (`classify.mirror = "alternate"`).
     let mut script = vec![astronaut.clone(); 3];
     script.extend(vec![hopper; 8]);
     script.extend(vec![empty; 12]);
@@ -210,4 +213,60 @@ fn several_workers_report_every_frame_in_order_with_the_same_log_as_one() {
             assert_eq!(log, one_log, "{workers} workers, detection every {detect_every} frames");
         }
     }
+}
+
+/// Per frame, each track's id and smoothed probabilities.
+type TrackScores = Vec<Vec<(u64, Vec<f32>)>>;
+
+/// Runs the loop over `frames` with one worker and `mirror`: the loop's totals and the
+/// tracks' scores.
+fn run_with_mirror(frames: Vec<Frame>, mirror: Mirror) -> (LoopSummary, TrackScores) {
+    let models =
+        ModelPaths::in_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"), DetectorRange::Short);
+    let settings = AnalyzerSettings { classifier: ClassifierSettings { mirror }, ..AnalyzerSettings::default() };
+    let analyzer = Analyzer::load(&models, settings).unwrap();
+    let mut steps: Vec<Step> = frames.into_iter().map(|frame| Ok(Some(frame))).collect();
+    steps.push(Ok(None));
+    let mut session = Some(steps);
+    let opener: SourceOpener = Box::new(move || match session.take() {
+        Some(steps) => Ok(Box::new(ScriptedCamera { steps: steps.into() }) as Box<dyn FrameSource>),
+        None => Err(lost("played once")),
+    });
+    let fast = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(5) };
+    let capture = Capture::start(opener, fast).unwrap();
+    let tracker = Tracker::new(7, TrackerSettings::default()).unwrap();
+    let options = LoopOptions { detect_every: 1, heartbeat: None, max_frames: None, workers: 1 };
+    let mut shown = Vec::new();
+    let summary = LiveLoop::new(&analyzer, tracker, None, options)
+        .run(&capture, &AtomicBool::new(false), &mut |report| {
+            shown.push(report.tracks.iter().map(|t| (t.id(), t.probabilities().to_vec())).collect());
+        })
+        .unwrap();
+    capture.stop(Duration::from_secs(1));
+    (summary, shown)
+}
+
+#[test]
+fn a_tracked_face_alternates_images_one_pass_a_frame_and_a_still_one_tracks_as_with_both_each_frame() {
+    let astronaut = Frame::from_rgb(
+        image::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/astronaut.png")).unwrap().to_rgb8(),
+    );
+    let frames = vec![astronaut; 5];
+    let (always, always_tracks) = run_with_mirror(frames.clone(), Mirror::Always);
+    let (alternate, alternate_tracks) = run_with_mirror(frames.clone(), Mirror::Alternate);
+    let (off, off_tracks) = run_with_mirror(frames, Mirror::Off);
+    // One face per frame: both images on all 5 frames; both on the first, then one each;
+    // one each.
+    assert_eq!(
+        (always.classifier_passes, alternate.classifier_passes, off.classifier_passes),
+        (10, 6, 5),
+        "detections: {}",
+        always.detections
+    );
+    // The same picture each frame, so each single pass pairs with the other image of the
+    // frame before into exactly what both images give.
+    assert_eq!(alternate_tracks, always_tracks);
+    assert_eq!(always_tracks.len(), 5);
+    assert!(always_tracks.iter().all(|tracks| tracks.len() == 1));
+    assert_ne!(off_tracks, always_tracks, "the mirror image must change the scores for this test to mean anything");
 }

@@ -170,6 +170,7 @@ fn round4(v: f32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::ViewScores;
     use crate::geometry::BoundingBox;
     use crate::track::{Detections, Observation, Tracker, TrackerSettings};
     use std::time::{Duration, UNIX_EPOCH};
@@ -183,7 +184,7 @@ mod tests {
         let mut tracker = Tracker::new(7, TrackerSettings::default()).unwrap();
         let probabilities = vec![0.05, 0.0, 0.05, 0.7, 0.1, 0.05, 0.05];
         let bbox = BoundingBox { x: 10.4, y: 20.6, width: 100.0, height: 120.2 };
-        tracker.update(Detections::Ran(&[Observation { bbox, probabilities }])).unwrap();
+        tracker.update(Detections::Ran(&[Observation { bbox, scores: ViewScores::Face(probabilities) }])).unwrap();
         let log = EmotionLog::new(names());
         // 2026-12-02T16:00:00.250Z
         let time = UNIX_EPOCH + Duration::from_millis(1_796_227_200_250);

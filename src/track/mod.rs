@@ -14,6 +14,7 @@ mod state;
 pub use settings::{SettingsError, TrackerSettings};
 pub use state::Track;
 
+use crate::classify::ViewScores;
 use crate::geometry::BoundingBox;
 use associate::greedy_iou_matches;
 use thiserror::Error;
@@ -22,8 +23,10 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     pub bbox: BoundingBox,
-    /// Class probabilities, one per class, in the classifier's class order.
-    pub probabilities: Vec<f32>,
+    /// Class probabilities, one per class in the classifier's class order, of each image the
+    /// face was scored on. A track pairs a face scored on one image with its previous
+    /// detection's score on the other (`classify.mirror = "alternate"`).
+    pub scores: ViewScores,
 }
 
 /// What the tracker learns about one frame.
@@ -56,6 +59,20 @@ pub enum TrackError {
     NonFinite { index: usize },
 }
 
+/// The tracks' last detected boxes at one moment ([`Tracker::tracked_boxes`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrackedBoxes {
+    boxes: Vec<BoundingBox>,
+    min_iou: f32,
+}
+
+impl TrackedBoxes {
+    /// Whether a detection at `bbox` overlaps a track enough to be paired with it.
+    pub fn holds(&self, bbox: &BoundingBox) -> bool {
+        self.boxes.iter().any(|tracked| tracked.iou(bbox) >= self.min_iou)
+    }
+}
+
 /// Keeps the set of tracked faces up to date, one frame at a time.
 #[derive(Debug, Clone)]
 pub struct Tracker {
@@ -79,6 +96,15 @@ impl Tracker {
     /// Current tracks, oldest first.
     pub fn tracks(&self) -> &[Track] {
         &self.tracks
+    }
+
+    /// Where the tracks' faces were last detected, to tell later detections of them from
+    /// new faces before the tracker sees those detections.
+    pub fn tracked_boxes(&self) -> TrackedBoxes {
+        TrackedBoxes {
+            boxes: self.tracks.iter().map(Track::last_detected_box).collect(),
+            min_iou: self.settings.min_iou,
+        }
     }
 
     /// Advances one frame.
@@ -139,12 +165,12 @@ impl Tracker {
     /// Rejects observations with the wrong number of classes or non-finite values.
     fn check(&self, observations: &[Observation]) -> Result<(), TrackError> {
         for (index, observation) in observations.iter().enumerate() {
-            let found = observation.probabilities.len();
-            if found != self.num_classes {
+            let lists = observation.scores.lists();
+            if let Some(found) = lists.iter().map(|list| list.len()).find(|&found| found != self.num_classes) {
                 return Err(TrackError::ClassCount { index, expected: self.num_classes, found });
             }
             let b = observation.bbox;
-            let finite = [b.x, b.y, b.width, b.height].iter().chain(&observation.probabilities).all(|v| v.is_finite());
+            let finite = [b.x, b.y, b.width, b.height].iter().chain(lists.into_iter().flatten()).all(|v| v.is_finite());
             if !finite {
                 return Err(TrackError::NonFinite { index });
             }

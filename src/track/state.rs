@@ -2,6 +2,7 @@
 
 use super::smooth::{argmax, ema_box, ema_in_place, hysteresis_label};
 use super::{Observation, TrackerSettings};
+use crate::classify::{mirror_average, ViewScores};
 use crate::geometry::BoundingBox;
 
 /// A face followed across frames.
@@ -13,6 +14,9 @@ pub struct Track {
     /// trails a moving face and would lose IoU with its next detection.
     last_detected_box: BoundingBox,
     probabilities: Vec<f32>,
+    /// The scores of the latest matched detection, to pair the next one's with; `None`
+    /// after a miss, when the face may have changed.
+    last_scores: Option<ViewScores>,
     label: usize,
     age: u64,
     frames_since_seen: u64,
@@ -26,8 +30,9 @@ impl Track {
             id,
             smoothed_box: observation.bbox,
             last_detected_box: observation.bbox,
-            probabilities: observation.probabilities.clone(),
-            label: argmax(&observation.probabilities),
+            probabilities: observation.scores.combined(),
+            last_scores: Some(observation.scores.clone()),
+            label: argmax(&observation.scores.combined()),
             age: 1,
             frames_since_seen: 0,
             missed_detections: 0,
@@ -92,7 +97,9 @@ impl Track {
     pub(super) fn observe(&mut self, observation: &Observation, settings: &TrackerSettings) -> Option<(usize, usize)> {
         self.smoothed_box = ema_box(&self.smoothed_box, &observation.bbox, settings.box_alpha);
         self.last_detected_box = observation.bbox;
-        ema_in_place(&mut self.probabilities, &observation.probabilities, settings.probability_alpha);
+        let observed = paired(self.last_scores.as_ref(), &observation.scores);
+        ema_in_place(&mut self.probabilities, &observed, settings.probability_alpha);
+        self.last_scores = Some(observation.scores.clone());
         self.frames_since_seen = 0;
         self.missed_detections = 0;
 
@@ -104,5 +111,19 @@ impl Track {
     /// Records a detection frame on which no detection matched this track.
     pub(super) fn miss(&mut self) {
         self.missed_detections += 1;
+        self.last_scores = None;
+    }
+}
+
+/// The probabilities a detection adds to its track: a face scored on one image (itself or
+/// its mirror image) averaged with the other image's score from the track's previous
+/// detection, when it had one; otherwise the detection's own.
+fn paired(previous: Option<&ViewScores>, current: &ViewScores) -> Vec<f32> {
+    match (current, previous) {
+        (ViewScores::Face(face), Some(ViewScores::Mirror(mirror) | ViewScores::Both { mirror, .. }))
+        | (ViewScores::Mirror(mirror), Some(ViewScores::Face(face) | ViewScores::Both { face, .. })) => {
+            mirror_average(face, mirror)
+        }
+        _ => current.combined(),
     }
 }

@@ -6,7 +6,10 @@ use super::*;
 const SIZE: f32 = 100.0;
 
 fn face(x: f32, y: f32, probabilities: &[f32]) -> Observation {
-    Observation { bbox: BoundingBox { x, y, width: SIZE, height: SIZE }, probabilities: probabilities.to_vec() }
+    Observation {
+        bbox: BoundingBox { x, y, width: SIZE, height: SIZE },
+        scores: ViewScores::Face(probabilities.to_vec()),
+    }
 }
 
 fn tracker(num_classes: usize, settings: TrackerSettings) -> Tracker {
@@ -242,4 +245,78 @@ fn construction_rejects_zero_classes_and_bad_settings() {
     assert_eq!(err.setting, "num_classes");
     let bad = TrackerSettings { probability_alpha: 0.0, ..TrackerSettings::default() };
     assert_eq!(Tracker::new(2, bad).unwrap_err().setting, "probability_alpha");
+}
+
+/// The softmax of the mean log-probabilities of two scores: the mirror average written
+/// from its definition.
+fn mean_logit_softmax(a: &[f32], b: &[f32]) -> Vec<f32> {
+    let logits: Vec<f64> = a.iter().zip(b).map(|(&p, &q)| (f64::from(p).ln() + f64::from(q).ln()) / 2.0).collect();
+    let total: f64 = logits.iter().map(|l| l.exp()).sum();
+    logits.iter().map(|l| (l.exp() / total) as f32).collect()
+}
+
+fn scored(x: f32, scores: ViewScores) -> Observation {
+    Observation { bbox: BoundingBox { x, y: 0.0, width: SIZE, height: SIZE }, scores }
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert!(got.iter().zip(want).all(|(&g, &w)| close(g, w)), "{what}: {got:?} against {want:?}");
+}
+
+#[test]
+fn a_face_scored_on_one_image_is_paired_with_the_other_image_of_its_previous_detection() {
+    // No smoothing: the track's probabilities are what each detection adds.
+    let settings = TrackerSettings { probability_alpha: 1.0, ..TrackerSettings::default() };
+    let mut t = tracker(3, settings);
+    let (f1, m1) = (vec![0.6, 0.3, 0.1], vec![0.2, 0.5, 0.3]);
+    let (f2, m2, m3, f4) = (vec![0.7, 0.2, 0.1], vec![0.1, 0.8, 0.1], vec![0.3, 0.3, 0.4], vec![0.5, 0.4, 0.1]);
+    detect(&mut t, &[scored(0.0, ViewScores::Both { face: f1.clone(), mirror: m1.clone() })]);
+    assert_close(t.tracks()[0].probabilities(), &mean_logit_softmax(&f1, &m1), "both images");
+    detect(&mut t, &[scored(2.0, ViewScores::Face(f2.clone()))]);
+    assert_close(t.tracks()[0].probabilities(), &mean_logit_softmax(&f2, &m1), "face, with the mirror before");
+    detect(&mut t, &[scored(4.0, ViewScores::Mirror(m2.clone()))]);
+    assert_close(t.tracks()[0].probabilities(), &mean_logit_softmax(&f2, &m2), "mirror, with the face before");
+    // The same image twice in a row has nothing to pair with.
+    detect(&mut t, &[scored(6.0, ViewScores::Mirror(m3.clone()))]);
+    assert_close(t.tracks()[0].probabilities(), &m3, "mirror after mirror");
+    // Nor does a detection after a miss: the face may have changed meanwhile.
+    detect(&mut t, &[]);
+    detect(&mut t, &[scored(6.0, ViewScores::Face(f4.clone()))]);
+    assert_eq!((t.tracks().len(), t.tracks()[0].id()), (1, 0));
+    assert_close(t.tracks()[0].probabilities(), &f4, "face after a miss");
+}
+
+#[test]
+fn a_still_face_scored_on_alternate_images_tracks_exactly_as_one_scored_on_both_each_frame() {
+    let (face_scores, mirror_scores) = (vec![0.30, 0.25, 0.45], vec![0.50, 0.25, 0.25]);
+    let both = || scored(10.0, ViewScores::Both { face: face_scores.clone(), mirror: mirror_scores.clone() });
+    let (mut always, mut alternate) = (tracker(3, TrackerSettings::default()), tracker(3, TrackerSettings::default()));
+    // Face alone says class 2, mirror alone class 0, their average class 0.
+    let average = mean_logit_softmax(&face_scores, &mirror_scores);
+    assert!(average[0] > average[2]);
+    for frame in 0..8 {
+        let alternating = match frame {
+            0 => both(),
+            odd if odd % 2 == 1 => scored(10.0, ViewScores::Face(face_scores.clone())),
+            _ => scored(10.0, ViewScores::Mirror(mirror_scores.clone())),
+        };
+        detect(&mut always, &[both()]);
+        detect(&mut alternate, &[alternating]);
+        let (a, b) = (&always.tracks()[0], &alternate.tracks()[0]);
+        assert_close(b.probabilities(), a.probabilities(), &format!("frame {frame}"));
+        assert_close(b.probabilities(), &average, &format!("frame {frame}"));
+        assert_eq!((a.label(), b.label()), (0, 0), "frame {frame}");
+    }
+}
+
+#[test]
+fn tracked_boxes_hold_detections_that_would_pair_with_a_track() {
+    let mut t = tracker(2, TrackerSettings::default());
+    assert!(!t.tracked_boxes().holds(&BoundingBox { x: 0.0, y: 0.0, width: SIZE, height: SIZE }));
+    detect(&mut t, &[face(0.0, 0.0, &[0.5, 0.5])]);
+    let boxes = t.tracked_boxes();
+    // Shifted by 40 px: overlap 60·100 = 6000, union 14000, IoU 0.43 ≥ 0.3. By 60 px: 4000 /
+    // 16000 = 0.25 < 0.3.
+    assert!(boxes.holds(&BoundingBox { x: 40.0, y: 0.0, width: SIZE, height: SIZE }));
+    assert!(!boxes.holds(&BoundingBox { x: 60.0, y: 0.0, width: SIZE, height: SIZE }));
 }

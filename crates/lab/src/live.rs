@@ -34,6 +34,8 @@ pub struct LiveBenchReport {
     /// Worker threads that analysed the frames.
     pub workers: usize,
     pub detections: u64,
+    /// Runs of the emotion graph (two for a face scored with its mirror image).
+    pub classifier_passes: u64,
     pub seconds: f64,
     pub fps: f64,
     pub dropped: u64,
@@ -110,6 +112,7 @@ pub fn run_live_bench(models: &ModelPaths, options: &LiveBenchOptions) -> anyhow
         frames: summary.frames,
         workers: settings.workers,
         detections: summary.detections,
+        classifier_passes: summary.classifier_passes,
         seconds: summary.seconds,
         fps: summary.fps,
         dropped: summary.capture.dropped,
@@ -132,12 +135,13 @@ impl Report for LiveBenchReport {
             format!("RSS at the end: {} KiB (growth is measured from frame {RSS_BASELINE_FRAME} on)", self.rss_end_kib)
         };
         let mut text = format!(
-            "live loop on {} with {} worker(s): {} frames ({} detections) in {:.1} s = {:.1} FPS sustained, \
-             {} log lines\n{memory}\n\n{:<10}{:>10}{:>10}{:>10}\n",
+            "live loop on {} with {} worker(s): {} frames ({} detections, {} classifier passes) in {:.1} s = \
+             {:.1} FPS sustained, {} log lines\n{memory}\n\n{:<10}{:>10}{:>10}{:>10}\n",
             self.source,
             self.workers,
             self.frames,
             self.detections,
+            self.classifier_passes,
             self.seconds,
             self.fps,
             self.log_lines,

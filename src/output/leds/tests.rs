@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::classify::ViewScores;
 use crate::geometry::BoundingBox;
 use crate::track::{Detections, Observation, Tracker, TrackerSettings};
 
@@ -43,7 +44,10 @@ fn tracks(faces: &[(f32, f32, usize, f32)]) -> Vec<Track> {
         .map(|&(x, size, class, p)| {
             let mut probabilities = vec![(1.0 - p) / 6.0; 7];
             probabilities[class] = p;
-            Observation { bbox: BoundingBox { x, y: 10.0, width: size, height: size }, probabilities }
+            Observation {
+                bbox: BoundingBox { x, y: 10.0, width: size, height: size },
+                scores: ViewScores::Face(probabilities),
+            }
         })
         .collect();
     tracker.update(Detections::Ran(&observations)).unwrap();
