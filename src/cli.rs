@@ -291,6 +291,11 @@ pub struct FramesArgs {
     /// Eye levelling to compare: true, false or true,false [default: the model's].
     #[arg(long, value_delimiter = ',', value_name = "LIST", requires = "frames")]
     pub sweep_upright: Vec<bool>,
+    /// Also place each face in a second frame, moved a little as between two camera frames,
+    /// and compare the mirror modes on it (what `classify.mirror = alternate` costs a moving
+    /// face).
+    #[arg(long, requires = "frames")]
+    pub motion: bool,
 }
 
 impl FramesArgs {
@@ -456,8 +461,15 @@ fn eval_frames(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
     let crops = evaluate(analyzer.classifier(), &faces, &progress_bar())?;
     let geometries = args.frames.geometries(analyzer.crop());
-    let report =
-        evaluate_frames(&analyzer, &faces, args.frames.seed, &geometries, &crops.predictions, &progress_bar())?;
+    let report = evaluate_frames(
+        &analyzer,
+        &faces,
+        args.frames.seed,
+        &geometries,
+        args.frames.motion,
+        &crops.predictions,
+        &progress_bar(),
+    )?;
     print_report(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
 }

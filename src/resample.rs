@@ -102,8 +102,7 @@ pub fn warp_into_output(
     outside: Outside,
     normalize: Normalize,
 ) -> bool {
-    let Output { buffer, width, height, planar } = output;
-    warp(src, map, Target { out: buffer, width: width as usize, height: height as usize, planar, outside, normalize })
+    warp(src, map, output.into_target(outside, normalize))
 }
 
 /// Where a warp writes, and how.
@@ -118,14 +117,24 @@ struct Target<'a> {
 }
 
 fn warp(src: SourceImage<'_>, map: &AffineMap, target: Target<'_>) -> bool {
+    sample(src, map, target, [warp_channels::<1>, warp_channels::<3>])
+}
+
+/// A resampler for one channel count.
+type Sampler = fn(SourceImage<'_>, &AffineMap, Target<'_>);
+
+/// Runs the gray or the RGB one of `samplers` when `src` fits `target`; `false` when it does
+/// not or has another channel count.
+fn sample(src: SourceImage<'_>, map: &AffineMap, target: Target<'_>, [gray, rgb]: [Sampler; 2]) -> bool {
     if !fits(src, &target) {
         return false;
     }
-    match src.channels {
-        1 => warp_channels::<1>(src, map, target),
-        3 => warp_channels::<3>(src, map, target),
+    let sampler = match src.channels {
+        1 => gray,
+        3 => rgb,
         _ => return false,
-    }
+    };
+    sampler(src, map, target);
     true
 }
 
@@ -174,10 +183,21 @@ fn warp_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, target: 
 /// The buffer a resampler fills: `width × height` pixels, channels interleaved per pixel
 /// or, when `planar`, one plane per channel (as a channels-first model takes its input).
 pub struct Output<'a> {
+    /// `width × height × channels` values.
     pub buffer: &'a mut [f32],
+    /// Pixels per row.
     pub width: u32,
+    /// Rows.
     pub height: u32,
+    /// One plane per channel instead of the channels of each pixel together.
     pub planar: bool,
+}
+
+impl<'a> Output<'a> {
+    fn into_target(self, outside: Outside, normalize: Normalize) -> Target<'a> {
+        let Output { buffer, width, height, planar } = self;
+        Target { out: buffer, width: width as usize, height: height as usize, planar, outside, normalize }
+    }
 }
 
 /// Fills `output` with the mean of the source area each output pixel covers under `map`, which
@@ -200,17 +220,7 @@ pub fn area_into(
     if b != 0.0 || d != 0.0 || a <= 0.0 || e <= 0.0 {
         return false;
     }
-    let Output { buffer, width, height, planar } = output;
-    let target = Target { out: buffer, width: width as usize, height: height as usize, planar, outside, normalize };
-    if !fits(src, &target) {
-        return false;
-    }
-    match src.channels {
-        1 => area_channels::<1>(src, map, target),
-        3 => area_channels::<3>(src, map, target),
-        _ => return false,
-    }
-    true
+    sample(src, map, output.into_target(outside, normalize), [area_channels::<1>, area_channels::<3>])
 }
 
 /// Whether `src` is a usable image and `target` holds exactly its channels.

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use emotion_pi::analyze::{Analyzer, AnalyzerSettings, ModelPaths};
-use emotion_pi::bulk::frames::{run_frame, Background, FrameSpec, Placement};
+use emotion_pi::bulk::frames::{run_frame, run_moving_face, Background, FrameSpec, Placement};
 use emotion_pi::classify::{crop_map, ClassifierSettings, CropSettings, TractClassifier};
 use emotion_pi::detect::DetectorRange;
 use emotion_pi::frame::Frame;
@@ -193,4 +193,39 @@ fn frames_and_predictions_do_not_go_together() {
     let (code, _, stderr) = emotion_pi(&["eval", "x.csv", "--frames", "--predictions", "p.csv"]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("--predictions") && stderr.contains("--frames"), "{stderr}");
+}
+
+#[test]
+fn a_face_that_did_not_move_pairs_into_what_both_images_give_and_a_moved_one_is_still_read() {
+    let crop = analyzer().crop();
+    let face = portrait_face("astronaut.png", &crop, 96);
+    let first = FrameSpec {
+        placement: Placement { center: Point { x: 300.0, y: 220.0 }, side: 160.0, angle: 0.05 },
+        contrast: 1.0,
+        brightness: 0.0,
+        background: Background::Gradient { from: [40.0, 60.0, 80.0], to: [200.0, 190.0, 150.0], angle: 0.7 },
+        noise: 3.0,
+        noise_seed: 11,
+    };
+    let happy = analyzer().classifier().metadata().class_names.iter().position(|n| n == "happy").expect("happy");
+    // The same frame twice: the pairing has exactly both images of one crop to average, which
+    // the face alone is not.
+    let still = run_moving_face(analyzer(), &face, 96, &first, &first).expect("pipeline").expect("found twice");
+    assert_eq!(still.paired, still.both);
+    assert_ne!(still.alone, still.both);
+    // Moved by a frame's motion, with new grain: found in both frames, the pair now mixes two
+    // crops, and all three still read happy.
+    let second = FrameSpec {
+        placement: Placement { center: Point { x: 307.0, y: 214.0 }, side: 164.0, angle: 0.02 },
+        noise_seed: 12,
+        ..first
+    };
+    let moved = run_moving_face(analyzer(), &face, 96, &first, &second).expect("pipeline").expect("found twice");
+    assert_ne!(moved.paired, moved.both);
+    for emotion in [&still.both, &moved.both, &moved.paired, &moved.alone] {
+        assert_eq!(emotion.top().0, happy, "{emotion:?}");
+    }
+    // A frame without the face has nothing to pair.
+    let elsewhere = FrameSpec { placement: Placement { side: 0.0, ..first.placement }, ..first };
+    assert_eq!(run_moving_face(analyzer(), &face, 96, &first, &elsewhere).expect("pipeline"), None);
 }

@@ -15,8 +15,8 @@ use super::eval::fer_to_model;
 use super::fer::LabelledFace;
 use super::metrics::{AccuracyReport, Confusion};
 use crate::analyze::Analyzer;
-use crate::classify::{crop_map, CropSettings};
-use crate::detect::DetectorRange;
+use crate::classify::{crop_map, mirror_average, CropSettings, Emotion, ViewScores, Views};
+use crate::detect::{DetectorRange, Face};
 use crate::frame::Frame;
 use crate::geometry::{convex_iou, Point};
 use crate::model::ModelError;
@@ -44,6 +44,15 @@ pub const MATCH_IOU: f32 = 0.25;
 const MAX_NOISE: f32 = 12.0;
 /// Face-side bins for the found-rate table: where the detector starts missing faces.
 const SIDE_BINS: usize = 4;
+/// How far a face moves from one frame to the next in `eval --frames --motion`, at most,
+/// either way: a head turning or walking past at about 240 px a second at 30 FPS.
+pub const MOTION_SHIFT_PX: f32 = 8.0;
+/// How much its side changes (stepping closer or back), as a fraction.
+pub const MOTION_SCALE: f32 = 0.03;
+/// How much it turns, degrees.
+pub const MOTION_TURN_DEGREES: f32 = 2.0;
+/// Mixed into the seed for the second frames, so they do not repeat the first frames' draws.
+const MOTION_SEED_SALT: u64 = 0x6d6f_7469_6f6e;
 
 /// Where a face lies in its frame.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -136,6 +145,24 @@ impl FrameSpec {
             noise: rng.random_range(0.0..=MAX_NOISE),
             noise_seed: rng.random(),
         }
+    }
+
+    /// The next camera frame of the same scene, the face moved as a face moves between two
+    /// frames (up to [`MOTION_SHIFT_PX`], [`MOTION_SCALE`], [`MOTION_TURN_DEGREES`]) and kept
+    /// inside the frame, with fresh camera grain; drawn from `seed` and `index` alone.
+    pub fn moved(&self, seed: u64, index: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ MOTION_SEED_SALT);
+        rng.set_stream(index);
+        let p = self.placement;
+        let side = p.side * (1.0 + rng.random_range(-MOTION_SCALE..=MOTION_SCALE));
+        let angle = p.angle + rng.random_range(-MOTION_TURN_DEGREES..=MOTION_TURN_DEGREES).to_radians();
+        let reach = side / 2.0 * (angle.cos().abs() + angle.sin().abs());
+        let mut shift = || rng.random_range(-MOTION_SHIFT_PX..=MOTION_SHIFT_PX);
+        let center = Point {
+            x: (p.center.x + shift()).clamp(reach, FRAME_WIDTH as f32 - reach),
+            y: (p.center.y + shift()).clamp(reach, FRAME_HEIGHT as f32 - reach),
+        };
+        Self { placement: Placement { center, side, angle }, noise_seed: rng.random(), ..*self }
     }
 
     /// The frame with `face` (a `face_side`-square gray image, row-major) placed on the background.
@@ -274,6 +301,17 @@ impl CropInSquare {
     }
 }
 
+/// The detection taken for the face placed at `placement`, with its IoU: the best overlap,
+/// at least [`MATCH_IOU`].
+fn placed_face<'a>(faces: &'a [Face], placement: &Placement) -> Option<(f32, &'a Face)> {
+    let placed = placement.corners();
+    faces
+        .iter()
+        .map(|f| (convex_iou(&f.bbox.corners(), &placed), f))
+        .filter(|(iou, _)| *iou >= MATCH_IOU)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
 /// Builds the frame of `spec` for `face` and runs the device's pipeline on it, cropping the
 /// found face with each of `geometries`.
 pub fn run_frame(
@@ -286,11 +324,7 @@ pub fn run_frame(
     let frame = spec.render(face, face_side);
     let faces = analyzer.detector().detect(&frame.rgb)?;
     let placed = spec.placement.corners();
-    let best = faces
-        .iter()
-        .map(|f| (convex_iou(&f.bbox.corners(), &placed), f))
-        .filter(|(iou, _)| *iou >= MATCH_IOU)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let best = placed_face(&faces, &spec.placement);
     let classifier = analyzer.classifier();
     let input_side = classifier.metadata().input_size;
     // The first face of the batch is the placed square itself, then one crop per geometry.
@@ -329,6 +363,47 @@ pub fn run_frame(
             .collect(),
     });
     Ok(FrameOutcome { detections: faces.len(), side: spec.placement.side, placed_prediction, found })
+}
+
+/// What the live loop's default `classify.mirror = "alternate"` makes of a face that moves:
+/// class probabilities (model order) for the second of two frames.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovingFace {
+    /// Both images of the second frame's crop averaged (`always`).
+    pub both: Emotion,
+    /// The first frame's crop scored as it is, paired with the second frame's mirror image
+    /// (`alternate`, a tracked face).
+    pub paired: Emotion,
+    /// The second frame's crop alone (`off`).
+    pub alone: Emotion,
+}
+
+/// Runs the pipeline on the frames of `first` and `second` and, when the placed face is found
+/// in both, scores it as each mirror mode would on the second frame; `None` when either
+/// frame misses it.
+pub fn run_moving_face(
+    analyzer: &Analyzer,
+    face: &[u8],
+    face_side: u32,
+    first: &FrameSpec,
+    second: &FrameSpec,
+) -> Result<Option<MovingFace>, ModelError> {
+    let mut batch = Vec::new();
+    for spec in [first, second] {
+        let frame = spec.render(face, face_side);
+        let faces = analyzer.detector().detect(&frame.rgb)?;
+        let Some((_, detected)) = placed_face(&faces, &spec.placement) else { return Ok(None) };
+        batch.extend(analyzer.crop_batch(&frame, std::slice::from_ref(detected)));
+    }
+    let scores = analyzer.classifier().classify_views(&batch, &[Views::Face, Views::Both])?;
+    match scores.as_slice() {
+        [ViewScores::Face(earlier), later @ ViewScores::Both { face, mirror }] => Ok(Some(MovingFace {
+            both: Emotion { probabilities: later.combined() },
+            paired: Emotion { probabilities: mirror_average(earlier, mirror) },
+            alone: Emotion { probabilities: face.clone() },
+        })),
+        _ => Ok(None),
+    }
 }
 
 /// How often the detector found the placed face.
@@ -436,6 +511,25 @@ pub struct FramesReport {
     /// and resampling it back cost, apart from where the crop lands.
     pub placed_square: AccuracyReport,
     pub geometries: Vec<GeometryReport>,
+    /// With `--motion`: each face in a second frame, moved, scored as each mirror mode would.
+    pub motion: Option<MotionReport>,
+}
+
+/// Faces that move between two frames, found in both, scored on the second as each
+/// `classify.mirror` mode would (the model's crop): what pairing a tracked face's pass with
+/// the other image's pass from the frame before costs when the face has moved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MotionReport {
+    /// The largest shift (pixels), scale change and turn (degrees) between the two frames.
+    pub max_shift_px: f32,
+    pub max_scale_change: f32,
+    pub max_turn_degrees: f32,
+    /// `always`: both images of the second frame.
+    pub both: AccuracyReport,
+    /// `alternate`: the first frame's face with the second frame's mirror image.
+    pub paired: AccuracyReport,
+    /// `off`: the second frame's face alone.
+    pub alone: AccuracyReport,
 }
 
 /// Places every face of `faces` in its own frame (seeded by `seed`), runs the pipeline, and
@@ -446,22 +540,30 @@ pub fn evaluate_frames(
     faces: &[LabelledFace],
     seed: u64,
     geometries: &[CropSettings],
+    motion: bool,
     crop_predictions: &[usize],
     progress: &indicatif::ProgressBar,
 ) -> Result<FramesReport, ModelError> {
     let to_model = fer_to_model(analyzer.classifier())?;
     let side = analyzer.classifier().metadata().input_size;
     progress.set_length(faces.len() as u64);
-    let outcomes: Vec<FrameOutcome> = faces
+    let results: Vec<(FrameOutcome, Option<MovingFace>)> = faces
         .par_iter()
         .enumerate()
         .map(|(index, face)| {
-            let outcome = run_frame(analyzer, &face.pixels, side, &FrameSpec::draw(seed, index as u64), geometries);
+            let spec = FrameSpec::draw(seed, index as u64);
+            let outcome = run_frame(analyzer, &face.pixels, side, &spec, geometries)?;
+            let moving = if motion {
+                run_moving_face(analyzer, &face.pixels, side, &spec, &spec.moved(seed, index as u64))?
+            } else {
+                None
+            };
             progress.inc(1);
-            outcome
+            Ok((outcome, moving))
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, ModelError>>()?;
     progress.finish_and_clear();
+    let (outcomes, moving): (Vec<FrameOutcome>, Vec<Option<MovingFace>>) = results.into_iter().unzip();
     let names = &analyzer.classifier().metadata().class_names;
     let tally = |predicted: &dyn Fn(usize, &FrameOutcome) -> Option<usize>| {
         let mut confusion = Confusion::new(names.len());
@@ -475,6 +577,16 @@ pub fn evaluate_frames(
     let crops = tally(&|index, _| crop_predictions.get(index).copied());
     let crops_of_found = tally(&|index, outcome| outcome.found.as_ref().and(crop_predictions.get(index).copied()));
     let placed_square = tally(&|_, outcome| Some(outcome.placed_prediction));
+    let moving_tally =
+        |pick: fn(&MovingFace) -> &Emotion| tally(&|index, _| moving[index].as_ref().map(|m| pick(m).top().0));
+    let motion = motion.then(|| MotionReport {
+        max_shift_px: MOTION_SHIFT_PX,
+        max_scale_change: MOTION_SCALE,
+        max_turn_degrees: MOTION_TURN_DEGREES,
+        both: moving_tally(|m| &m.both),
+        paired: moving_tally(|m| &m.paired),
+        alone: moving_tally(|m| &m.alone),
+    });
     let geometries = geometries
         .iter()
         .enumerate()
@@ -516,6 +628,7 @@ pub fn evaluate_frames(
         crops_of_found,
         placed_square,
         geometries,
+        motion,
     })
 }
 
@@ -592,6 +705,27 @@ impl CropSpread {
                 "  {name:<24}{:>8.3}{:>8.3};{:>8.3}{:>8.3}{:>8.3}{:>8.3}{:>8.3}\n",
                 s.mean, s.std, p5, p25, p50, p75, p95
             );
+        }
+        text
+    }
+}
+
+impl MotionReport {
+    fn to_text(&self) -> String {
+        let mut text = format!(
+            "\n\nmoving faces: a second frame each, the face moved up to {} px, scaled up to {:.0}%, turned up to {} \
+             degrees; found in both frames: {}\naccuracy on the second frame, classify.mirror =\n",
+            self.max_shift_px,
+            self.max_scale_change * 100.0,
+            self.max_turn_degrees,
+            self.both.n
+        );
+        for (mode, report) in [
+            ("always (both images of this frame)", &self.both),
+            ("alternate (this frame's mirror image, the frame before's face)", &self.paired),
+            ("off (this frame's face alone)", &self.alone),
+        ] {
+            text += &format!("  {mode:<64}{:>8.2}%  macro-F1 {:.4}\n", report.accuracy * 100.0, report.macro_f1);
         }
         text
     }
@@ -697,10 +831,14 @@ impl Report for FramesReport {
             text += &format!("  {}-{} px {:.1}%", bin.from, bin.to, percent(bin.found, bin.frames));
         }
         text += "\n\n";
-        match self.geometries.as_slice() {
-            [one] => text + &self.side_by_side(one),
-            _ => text + &self.sweep(),
+        text += &match self.geometries.as_slice() {
+            [one] => self.side_by_side(one),
+            _ => self.sweep(),
+        };
+        if let Some(motion) = &self.motion {
+            text += &motion.to_text();
         }
+        text
     }
 }
 
@@ -730,6 +868,37 @@ mod tests {
                 assert!((-1e-3..=FRAME_HEIGHT as f32 + 1e-3).contains(&corner.y), "{p:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_moved_frame_is_the_same_for_a_seed_and_index_and_moves_the_face_within_the_limits() {
+        for index in 0..200 {
+            let first = FrameSpec::draw(5, index);
+            let second = first.moved(5, index);
+            assert_eq!(second, first.moved(5, index));
+            let (p, q) = (first.placement, second.placement);
+            // The scene stays; the grain and the face's place change.
+            assert_eq!(
+                (second.background, second.contrast, second.brightness),
+                (first.background, first.contrast, first.brightness)
+            );
+            assert_ne!(second.noise_seed, first.noise_seed);
+            assert!((q.side / p.side - 1.0).abs() <= MOTION_SCALE + 1e-6, "{p:?} {q:?}");
+            assert!((q.angle - p.angle).abs() <= MOTION_TURN_DEGREES.to_radians() + 1e-6, "{p:?} {q:?}");
+            for corner in q.corners() {
+                assert!((-1e-3..=FRAME_WIDTH as f32 + 1e-3).contains(&corner.x), "{q:?}");
+                assert!((-1e-3..=FRAME_HEIGHT as f32 + 1e-3).contains(&corner.y), "{q:?}");
+            }
+            // Faces clear of the border move by the drawn shift alone.
+            let reach = q.side * std::f32::consts::SQRT_2;
+            if (reach..FRAME_WIDTH as f32 - reach).contains(&p.center.x)
+                && (reach..FRAME_HEIGHT as f32 - reach).contains(&p.center.y)
+            {
+                assert!((q.center.x - p.center.x).abs() <= MOTION_SHIFT_PX + 1e-4, "{p:?} {q:?}");
+                assert!((q.center.y - p.center.y).abs() <= MOTION_SHIFT_PX + 1e-4, "{p:?} {q:?}");
+            }
+        }
+        assert_ne!(FrameSpec::draw(5, 1).moved(5, 1).placement, FrameSpec::draw(5, 1).placement);
     }
 
     #[test]

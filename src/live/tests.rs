@@ -42,6 +42,9 @@ fn lost(reason: &str) -> CaptureError {
     CaptureError::Lost { source_name: "scripted camera".into(), reason: reason.into() }
 }
 
+/// Retries fast: the tests' sources fail on purpose.
+const FAST: Backoff = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(5) };
+
 /// The in-memory serial port the log goes to.
 #[derive(Clone, Default)]
 struct Port(Arc<Mutex<Vec<u8>>>);
@@ -69,16 +72,17 @@ fn memory_sink(port: &Port, backoff: Backoff) -> LineSink {
         .unwrap()
 }
 
-/// The shipped models.
-fn shipped_analyzer() -> Analyzer {
+/// The shipped models, scoring mirror images as `mirror` says.
+fn shipped_analyzer(mirror: Mirror) -> Analyzer {
     let models =
         ModelPaths::in_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"), DetectorRange::Short);
-    Analyzer::load(&models, AnalyzerSettings::default()).unwrap()
+    let settings = AnalyzerSettings { classifier: ClassifierSettings { mirror }, ..AnalyzerSettings::default() };
+    Analyzer::load(&models, settings).unwrap()
 }
 
 #[test]
 fn camera_faults_mid_stream_are_counted_and_recovered_without_losing_log_lines() {
-    let analyzer = shipped_analyzer();
+    let analyzer = shipped_analyzer(Mirror::default());
     let face = Frame::from_rgb(
         image::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/astronaut.png")).unwrap().to_rgb8(),
     );
@@ -112,9 +116,8 @@ fn camera_faults_mid_stream_are_counted_and_recovered_without_losing_log_lines()
             None => Err(lost("gone for good")),
         }
     });
-    let fast = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(5) };
-    let capture = Capture::start(opener, fast).unwrap();
-    let sink = memory_sink(&port, fast);
+    let capture = Capture::start(opener, FAST).unwrap();
+    let sink = memory_sink(&port, FAST);
     let tracker = Tracker::new(7, TrackerSettings::default()).unwrap();
     let options = LoopOptions { detect_every: 1, heartbeat: None, max_frames: None, workers: 1 };
     let summary = LiveLoop::new(&analyzer, tracker, Some(&sink), options)
@@ -147,8 +150,8 @@ fn camera_faults_mid_stream_are_counted_and_recovered_without_losing_log_lines()
 /// they depend on timing).
 type Observed = (Vec<(u64, bool, Vec<(u64, usize)>)>, Vec<Value>);
 
-fn run_script(frames: Vec<Frame>, workers: usize, detect_every: u32) -> Observed {
-    let analyzer = shipped_analyzer();
+/// A capture of a camera that plays `frames` once and ends.
+fn play_once(frames: Vec<Frame>) -> Capture {
     let mut steps: Vec<Step> = frames.into_iter().map(|frame| Ok(Some(frame))).collect();
     steps.push(Ok(None));
     let mut session = Some(steps);
@@ -156,10 +159,14 @@ fn run_script(frames: Vec<Frame>, workers: usize, detect_every: u32) -> Observed
         Some(steps) => Ok(Box::new(ScriptedCamera { steps: steps.into() }) as Box<dyn FrameSource>),
         None => Err(lost("played once")),
     });
-    let fast = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(5) };
-    let capture = Capture::start(opener, fast).unwrap();
+    Capture::start(opener, FAST).unwrap()
+}
+
+fn run_script(frames: Vec<Frame>, workers: usize, detect_every: u32) -> Observed {
+    let analyzer = shipped_analyzer(Mirror::default());
+    let capture = play_once(frames);
     let port = Port::default();
-    let sink = memory_sink(&port, fast);
+    let sink = memory_sink(&port, FAST);
     let tracker = Tracker::new(7, TrackerSettings::default()).unwrap();
     let options = LoopOptions { detect_every, heartbeat: None, max_frames: None, workers };
     let mut shown = Vec::new();
@@ -221,19 +228,8 @@ type TrackScores = Vec<Vec<(u64, Vec<f32>)>>;
 /// Runs the loop over `frames` with one worker and `mirror`: the loop's totals and the
 /// tracks' scores.
 fn run_with_mirror(frames: Vec<Frame>, mirror: Mirror) -> (LoopSummary, TrackScores) {
-    let models =
-        ModelPaths::in_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"), DetectorRange::Short);
-    let settings = AnalyzerSettings { classifier: ClassifierSettings { mirror }, ..AnalyzerSettings::default() };
-    let analyzer = Analyzer::load(&models, settings).unwrap();
-    let mut steps: Vec<Step> = frames.into_iter().map(|frame| Ok(Some(frame))).collect();
-    steps.push(Ok(None));
-    let mut session = Some(steps);
-    let opener: SourceOpener = Box::new(move || match session.take() {
-        Some(steps) => Ok(Box::new(ScriptedCamera { steps: steps.into() }) as Box<dyn FrameSource>),
-        None => Err(lost("played once")),
-    });
-    let fast = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(5) };
-    let capture = Capture::start(opener, fast).unwrap();
+    let analyzer = shipped_analyzer(mirror);
+    let capture = play_once(frames);
     let tracker = Tracker::new(7, TrackerSettings::default()).unwrap();
     let options = LoopOptions { detect_every: 1, heartbeat: None, max_frames: None, workers: 1 };
     let mut shown = Vec::new();
