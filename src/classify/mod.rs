@@ -247,8 +247,10 @@ impl TractClassifier {
         if batch.len() != views.len() * len {
             return Err(self.unsupported(format!("{} values given for {} faces of {len}", batch.len(), views.len())));
         }
-        let mut mirrored = vec![0f32; len];
+        // Allocated on the first mirror image: a frame of tracked faces may have none.
+        let mut mirrored = Vec::new();
         let mut run_mirrored = |face: &[f32]| {
+            mirrored.resize(len, 0.0);
             for (row, flipped) in face.chunks_exact(side).zip(mirrored.chunks_exact_mut(side)) {
                 flipped.copy_from_slice(row);
                 flipped.reverse();

@@ -26,13 +26,14 @@ pub struct Track {
 impl Track {
     /// A track whose smoothed state is exactly its first observation.
     pub(super) fn new(id: u64, observation: &Observation) -> Self {
+        let probabilities = observation.scores.combined();
         Self {
             id,
             smoothed_box: observation.bbox,
             last_detected_box: observation.bbox,
-            probabilities: observation.scores.combined(),
+            label: argmax(&probabilities),
+            probabilities,
             last_scores: Some(observation.scores.clone()),
-            label: argmax(&observation.scores.combined()),
             age: 1,
             frames_since_seen: 0,
             missed_detections: 0,
