@@ -156,6 +156,8 @@ pub fn run_bench(paths: &ModelPaths, options: &BenchOptions) -> anyhow::Result<B
     stages.push(time_stage("detect: inference", n, || Ok(detector.infer(input.clone())?))?);
     let (scores, regressors) = detector.infer(input)?;
     stages.push(time_stage("detect: decode+nms", n, || Ok(detector.decode(&scores, &regressors, &letterbox)))?);
+    let first = &faces[0];
+    stages.push(time_stage("detect: refine (per face)", n, || Ok(detector.refine(&frame.rgb, first.clone())?))?);
     let one_face = &faces[..1];
     stages.push(time_stage("align/crop (per face)", n, || Ok(analyzer.crop_batch(&frame, one_face)))?);
     let batch = analyzer.crop_batch(&frame, one_face);

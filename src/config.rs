@@ -171,6 +171,8 @@ pub struct DetectConfig {
     pub min_score: Option<f32>,
     /// Run detection on every Nth frame; tracks hold their state in between.
     pub every: u32,
+    /// Detect each face a second time in a window around it, for a better crop.
+    pub refine: bool,
     /// Extra context around each face box for the classifier crop (0.1 = 10% larger); unset,
     /// the emotion model's own (its metadata), else 0.1.
     pub crop_margin: Option<f32>,
@@ -178,7 +180,7 @@ pub struct DetectConfig {
 
 impl Default for DetectConfig {
     fn default() -> Self {
-        Self { range: DetectorRange::default(), min_score: None, every: 1, crop_margin: None }
+        Self { range: DetectorRange::default(), min_score: None, every: 1, refine: false, crop_margin: None }
     }
 }
 
@@ -406,6 +408,8 @@ pub struct RunSettings {
     pub detector_range: DetectorRange,
     /// `None`: the detector's own default.
     pub min_face_score: Option<f32>,
+    /// Whether each face is detected a second time in a window around it.
+    pub refine: bool,
     pub detect_every: u32,
     /// What the config changes of the emotion model's face crop.
     pub crop: CropOverrides,
@@ -591,6 +595,7 @@ impl Config {
             },
             detector_range: d.range,
             min_face_score: d.min_score,
+            refine: d.refine,
             detect_every: d.every,
             crop: CropOverrides { margin: d.crop_margin, ..CropOverrides::default() },
             classifier: ClassifierSettings { mirror: self.classify.mirror },
@@ -741,6 +746,14 @@ mod tests {
         assert_eq!((long.detector_range, long.min_face_score), (DetectorRange::Long, Some(0.8)));
         let message = parse("\n[detect]\nrange = \"medium\"\n").unwrap_err().to_string();
         assert!(message.contains("medium") && message.contains("long") && message.contains("line 3"), "{message}");
+    }
+
+    #[test]
+    fn refining_the_boxes_is_off_unless_asked_for() {
+        assert!(!parse("").unwrap().refine);
+        assert!(parse("[detect]\nrefine = true\n").unwrap().refine);
+        let message = parse("[detect]\n\nrefine = \"yes\"\n").unwrap_err().to_string();
+        assert!(message.contains("refine") && message.contains("line 3"), "{message}");
     }
 
     #[test]

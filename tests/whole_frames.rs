@@ -159,6 +159,16 @@ fn eval_frames_reports_the_same_for_a_seed_and_sweeps_geometries_on_the_same_fra
     let missed: u64 = all["missed"].as_array().expect("missed").iter().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(missed, 5 - d["found"].as_u64().unwrap());
     assert_eq!(geometries[0]["found_faces"]["n"], d["found"]);
+    assert_eq!(report["refine"], false);
+
+    // `--refine` detects each found face again: the same frames, other boxes.
+    let (code, refined, stderr) = emotion_pi(&["eval", data, "--frames", "--seed", "5", "--json", "--refine"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let refined: Value = serde_json::from_str(refined.trim()).expect("one JSON object");
+    assert_eq!(refined["refine"], true);
+    assert_eq!(refined["crops"], report["crops"], "the same faces");
+    assert!(refined["detections"]["found"].as_u64().unwrap() > 0);
+    assert_ne!(refined["detections"]["mean_box_iou"], d["mean_box_iou"], "refining changed no box");
 
     let (code, sweep, stderr) = emotion_pi(&[
         "eval",

@@ -383,6 +383,7 @@ def summary(tract: dict, ort: dict | None) -> list[dict]:
         ("  emotion model load", tract["load"]["classifier"], ort and ort["emotion"]["load"]),
         ("detector inference per frame", stage("detect: inference"), ort and ort["detector"]["run"]),
         ("detector per frame (letterbox+inference+decode)", total(detector_frame), None),
+        ("detector refine per face (detect.refine)", stage("detect: refine (per face)"), None),
         ("classifier per face", stage("classify (per face)"), ort_face),
         (STILL_FRAME, stage("detect+classify frame"), ort and total([ort["detector"]["run"], ort_face])),
         ("classifier per tracked face", stage("classify (tracked face)"), ort_tracked),

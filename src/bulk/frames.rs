@@ -502,6 +502,8 @@ pub struct FramesReport {
     /// The face detector that ran, and the minimum score it kept faces at.
     pub detector: DetectorRange,
     pub min_face_score: f32,
+    /// Whether each face was detected a second time in a window around it (`--refine`).
+    pub refine: bool,
     pub detections: DetectionCounts,
     /// `eval` on the same faces, already cropped.
     pub crops: AccuracyReport,
@@ -623,6 +625,7 @@ pub fn evaluate_frames(
         max_tilt_degrees: MAX_TILT_DEGREES,
         detector: analyzer.detector().range(),
         min_face_score: analyzer.detector().min_score(),
+        refine: analyzer.detector().refines(),
         detections: count_detections(&outcomes),
         crops,
         crops_of_found,
@@ -810,7 +813,12 @@ impl Report for FramesReport {
             "{frames} faces, each in its own {}x{} frame (seed {}): side {}-{} px, tilt up to {} degrees\n",
             self.frame[0], self.frame[1], self.seed, self.face_sides[0], self.face_sides[1], self.max_tilt_degrees
         );
-        text += &format!("detector: BlazeFace {} range, min score {}\n", self.detector.name(), self.min_face_score);
+        text += &format!(
+            "detector: BlazeFace {} range, min score {}{}\n",
+            self.detector.name(),
+            self.min_face_score,
+            if self.refine { ", each face detected again in a window around it" } else { "" }
+        );
         text += &format!(
             "detections per frame: none {} ({:.2}%), one {} ({:.2}%), several {} ({:.2}%)\n",
             d.none,

@@ -72,7 +72,11 @@ fn check_source(settings: &RunSettings) -> anyhow::Result<Option<ImageSource>> {
 
 fn load_analyzer(settings: &RunSettings, models: &ModelPaths) -> anyhow::Result<Analyzer> {
     let analyzer_settings = AnalyzerSettings {
-        detector: DetectorSettings { min_score: settings.min_face_score, ..DetectorSettings::default() },
+        detector: DetectorSettings {
+            min_score: settings.min_face_score,
+            refine: settings.refine,
+            ..DetectorSettings::default()
+        },
         crop: settings.crop,
         classifier: settings.classifier,
     };
