@@ -82,3 +82,47 @@ fn a_window_without_that_face_leaves_the_box_as_it_was() {
     };
     assert_eq!(load(true).refine(&frame, elsewhere.clone()).expect("refine"), elsewhere);
 }
+
+fn emotion_pi(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_emotion-pi"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("EMOTION_PI_MODELS")
+        .output()
+        .expect("emotion-pi runs");
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// The `box` of the first JSON line of `text` that has one.
+fn first_box(text: &str) -> Vec<i64> {
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|v| v["box"].as_array().map(|b| b.iter().map(|x| x.as_i64().expect("whole pixels")).collect()))
+        .unwrap_or_else(|| panic!("no box in {text}"))
+}
+
+#[test]
+fn the_live_loop_and_classify_refine_the_same_way_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(root().join("tests/fixtures/astronaut.png"), dir.path().join("astronaut.png")).expect("copy");
+    let folder = dir.path().to_str().expect("UTF-8");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--source", folder, "--serial", "stdout", "--display", "none"];
+        args.extend_from_slice(extra);
+        first_box(&emotion_pi(&args))
+    };
+    let still = |extra: &[&str]| {
+        let mut args = vec!["classify", "--json", folder];
+        args.extend_from_slice(extra);
+        first_box(&emotion_pi(&args))
+    };
+    let (coarse, refined) = (run(&[]), run(&["--refine"]));
+    assert_ne!(coarse, refined);
+    assert_eq!(still(&[]), coarse);
+    assert_eq!(still(&["--refine"]), refined);
+    // The config key does what the flag does.
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[detect]\nrefine = true\n").expect("config written");
+    assert_eq!(run(&["--config", config.to_str().expect("UTF-8")]), refined);
+}
