@@ -81,6 +81,12 @@ fn a_window_without_that_face_leaves_the_box_as_it_was() {
         keypoints: [emotion_pi::geometry::Point { x: 50.0, y: 330.0 }; 6],
     };
     assert_eq!(load(true).refine(&frame, elsewhere.clone()).expect("refine"), elsewhere);
+    // Boxes with no area, or none a window can be made of, stay as they are.
+    for (width, height) in [(0.0, 0.0), (-5.0, 40.0), (40.0, 0.5), (f32::NAN, 40.0), (f32::INFINITY, 40.0)] {
+        let odd = Face { bbox: BoundingBox { x: 300.0, y: 200.0, width, height }, ..elsewhere.clone() };
+        let kept = load(true).refine(&frame, odd.clone()).expect("refine");
+        assert_eq!(format!("{kept:?}"), format!("{odd:?}"), "{width}x{height}");
+    }
 }
 
 fn emotion_pi(args: &[&str]) -> String {

@@ -283,9 +283,15 @@ impl TractDetector {
     /// `face` detected again in a square window twice its box's side, centred on it. The
     /// whole frame shows the short-range model a 640x480 frame at a fifth of its size, so a
     /// 150 px face is 30 px to it and its box is coarse; in the window the face is 64 px.
-    /// The detection overlapping `face` most replaces it, if it overlaps enough.
+    /// The detection overlapping `face` most replaces it, if it overlaps enough. A box
+    /// that is not a finite area of at least a pixel each way has no window to look in
+    /// and stays as it is.
     pub fn refine(&self, image: &RgbImage, face: Face) -> Result<Face, ModelError> {
-        let side = face.bbox.width.max(face.bbox.height) * REFINE_WINDOW;
+        let BoundingBox { x, y, width, height } = face.bbox;
+        if ![x, y, width, height].iter().all(|v| v.is_finite()) || width < 1.0 || height < 1.0 {
+            return Ok(face);
+        }
+        let side = width.max(height) * REFINE_WINDOW;
         let centre = face.bbox.center();
         let window = Letterbox::window(centre.x - side / 2.0, centre.y - side / 2.0, side, self.input_size);
         let (scores, regressors) = self.infer(self.preprocess_with(image, &window)?)?;
