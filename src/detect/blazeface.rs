@@ -269,7 +269,7 @@ impl TractDetector {
     }
 
     /// All faces in `image`, best first; each detected again in its own window when the
-    /// settings ask for it.
+    /// settings ask for it (then in the order of the first detection's scores).
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Face>, ModelError> {
         let (input, letterbox) = self.preprocess(image)?;
         let (scores, regressors) = self.infer(input)?;
