@@ -2,16 +2,15 @@
 //! long-range model decodes at its own scale, both find the same face, and `--detector-range`
 //! and `detect.range` choose between them.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{emotion_pi, root};
 use emotion_pi::detect::{anchor_centers, AnchorOptions, DetectorRange, DetectorSettings, Letterbox, TractDetector};
 use emotion_pi::model::ModelError;
 use prost::Message;
 use tract_onnx::pb;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn shipped(range: DetectorRange) -> PathBuf {
     root().join("models").join(range.model_file())
@@ -146,17 +145,6 @@ fn a_model_of_another_input_size_is_refused_naming_the_file() {
     let err = TractDetector::load(&emotion, DetectorSettings::default()).err().expect("refused");
     assert!(matches!(err, ModelError::Unsupported { .. }), "{err}");
     assert!(err.to_string().contains("emotion_mobilenet_int8.onnx"), "{err}");
-}
-
-fn emotion_pi(args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_emotion-pi"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("EMOTION_PI_MODELS")
-        .output()
-        .expect("binary runs");
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("UTF-8")
 }
 
 #[test]

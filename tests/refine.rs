@@ -1,15 +1,12 @@
 //! Refined detection (`detect.refine`, `--refine`): each face detected again in a window
 //! twice its size, which the model sees the way it sees a face that fills a selfie.
 
-use std::path::PathBuf;
+mod common;
 
+use common::{emotion_pi, root};
 use emotion_pi::detect::{DetectorRange, DetectorSettings, Face, Letterbox, TractDetector};
 use emotion_pi::geometry::BoundingBox;
 use image::{imageops, Rgb, RgbImage};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn load(refine: bool) -> TractDetector {
     let path = root().join("models").join(DetectorRange::Short.model_file());
@@ -87,17 +84,6 @@ fn a_window_without_that_face_leaves_the_box_as_it_was() {
         let kept = load(true).refine(&frame, odd.clone()).expect("refine");
         assert_eq!(format!("{kept:?}"), format!("{odd:?}"), "{width}x{height}");
     }
-}
-
-fn emotion_pi(args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_emotion-pi"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("EMOTION_PI_MODELS")
-        .output()
-        .expect("emotion-pi runs");
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("UTF-8")
 }
 
 /// The `box` of the first JSON line of `text` that has one.
