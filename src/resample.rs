@@ -200,6 +200,26 @@ impl<'a> Output<'a> {
     }
 }
 
+/// Fills `output` from `src` through `map`, the way both models want their input made:
+/// where the map shrinks the source without rotating it, each output pixel is the mean of
+/// the source pixels under it ([`area_into`]); where it enlarges or rotates, bilinear
+/// ([`warp_into_output`]), which reads every source pixel there is to read.
+pub fn resample_into(
+    src: SourceImage<'_>,
+    map: &AffineMap,
+    output: Output<'_>,
+    outside: Outside,
+    normalize: Normalize,
+) -> bool {
+    let [[a, b, _], [d, e, _]] = map.m;
+    let shrinks = a > 1.0 || e > 1.0;
+    if shrinks && b == 0.0 && d == 0.0 && a > 0.0 && e > 0.0 {
+        area_into(src, map, output, outside, normalize)
+    } else {
+        warp_into_output(src, map, output, outside, normalize)
+    }
+}
+
 /// Fills `output` with the mean of the source area each output pixel covers under `map`, which
 /// may only scale and shift: what a shrinking letterbox needs. Bilinear sampling reads 4
 /// source pixels per output pixel whatever the scale, so at a fifth of the size it skips most

@@ -6,7 +6,7 @@ use image::GrayImage;
 use serde::Serialize;
 
 use crate::detect::{landmark, Face};
-use crate::resample::{warp_into, AffineMap, Normalize, Outside, SourceImage};
+use crate::resample::{resample_into, AffineMap, Normalize, Output, Outside, SourceImage};
 
 /// Allowed crop margins (`emotion_pi.crop_margin`, `detect.crop_margin`, `--crop-margin`):
 /// from a square half the box's side to one three times it.
@@ -90,7 +90,8 @@ pub fn crop_face_into(
     out: &mut [f32],
 ) -> bool {
     let source = SourceImage { data: gray.as_raw(), width: gray.width(), height: gray.height(), channels: 1 };
-    warp_into(source, &crop_map(face, settings, out_size), out, out_size, out_size, Outside::ClampToEdge, normalize)
+    let output = Output { buffer: out, width: out_size, height: out_size, planar: false };
+    resample_into(source, &crop_map(face, settings, out_size), output, Outside::ClampToEdge, normalize)
 }
 
 #[cfg(test)]
@@ -144,6 +145,40 @@ mod tests {
         let [[a, b, c], [d, e, f]] = upright_off.m;
         let (x, y) = (a * 24.0 + b * 24.0 + c, d * 24.0 + e * 24.0 + f);
         assert!((x - 20.0).abs() < 1e-4 && (y - 25.0).abs() < 1e-4, "({x}, {y})");
+    }
+
+    /// A `side`-square gray picture of seeded noise: detail down to single pixels, as a
+    /// sharp camera picture has and FER2013's blurred faces do not.
+    fn noise(side: u32) -> GrayImage {
+        let mut state = 0x2545_f491_u32;
+        GrayImage::from_fn(side, side, |_, _| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            image::Luma([(state >> 24) as u8])
+        })
+    }
+
+    #[test]
+    fn a_face_larger_than_the_crop_is_averaged_not_sampled() {
+        // A 480 px face box into 48 px: each crop pixel is the mean of the 10x10 block of the
+        // picture under it. Four pixels read bilinearly would be noise, not that mean.
+        let picture = noise(520);
+        let face = Face {
+            bbox: BoundingBox { x: 10.0, y: 20.0, width: 480.0, height: 480.0 },
+            ..face_with_eyes(Point { x: 0.0, y: 0.0 }, Point { x: 1.0, y: 0.0 })
+        };
+        let settings = CropSettings { margin: 0.0, offset_y: 0.0, upright: false };
+        let mut crop = vec![0f32; 48 * 48];
+        assert!(crop_face_into(&picture, &face, &settings, 48, Normalize { scale: 1.0, offset: 0.0 }, &mut crop));
+        for (v, row) in crop.chunks_exact(48).enumerate() {
+            for (u, &value) in row.iter().enumerate() {
+                let block =
+                    (0..10).flat_map(|dy| (0..10).map(move |dx| (10 + u as u32 * 10 + dx, 20 + v as u32 * 10 + dy)));
+                let mean = block.map(|(x, y)| f32::from(picture.get_pixel(x, y)[0])).sum::<f32>() / 100.0;
+                assert!((value - mean).abs() < 0.01, "crop pixel ({u}, {v}): {value} against {mean}");
+            }
+        }
     }
 
     #[test]

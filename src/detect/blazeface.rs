@@ -12,7 +12,7 @@ use super::range::DetectorRange;
 use super::Face;
 use crate::geometry::{BoundingBox, Point};
 use crate::model::{ConvLayout, LoadedOnnx, ModelError};
-use crate::resample::{area_into, warp_into_output, AffineMap, Normalize, Output, Outside, SourceImage};
+use crate::resample::{resample_into, AffineMap, Normalize, Output, Outside, SourceImage};
 
 const VALUES_PER_ANCHOR: usize = 16;
 const KEYPOINTS: usize = 6;
@@ -203,14 +203,8 @@ impl TractDetector {
         let shape = if self.channels_first { [1, 3, side, side] } else { [1, side, side, 3] };
         let output = Output { buffer: &mut data, width: size, height: size, planar: self.channels_first };
         let (outside, normalize) = (Outside::Fill(0.0), Normalize { scale: 1.0 / 127.5, offset: -1.0 });
-        // Shrinking, each input pixel is the mean of the frame's pixels under it (no aliasing);
-        // enlarging a small picture, bilinear. An empty image leaves the buffer at 0 and finds
-        // nothing; not worth an error path.
-        if letterbox.scale < 1.0 {
-            area_into(source, &map, output, outside, normalize);
-        } else {
-            warp_into_output(source, &map, output, outside, normalize);
-        }
+        // An empty image leaves the buffer at 0 and finds nothing; not worth an error path.
+        resample_into(source, &map, output, outside, normalize);
         Tensor::from_shape(&shape, &data).map_err(|cause| ModelError::Run { path: self.path.clone(), cause })
     }
 
