@@ -266,7 +266,7 @@ pub struct ClassifyArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// FER2013 CSV (plain or .gz) or an image-folder root (train|test/<class>/*.jpg).
+    /// FER2013 CSV (plain or .gz) or an image-folder root (`train|test/<class>/*.jpg`).
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
     /// Which rows of the CSV (Training, PublicTest, PrivateTest); folders use train/ or test/.

@@ -1,9 +1,10 @@
-//! Bilinear sampling of a frame through an affine map, straight into a model's input buffer.
+//! Resampling a frame through an affine map, straight into a model's input buffer.
 //!
 //! Both models need "take this region of the frame, resize it, maybe rotate it,
-//! normalise it": the detector a letterboxed 128×128 RGB view, the classifier an
-//! upright 48×48 gray crop per face. One sampler does both and writes normalised
-//! `f32` directly, so no intermediate resized image is allocated per frame or face.
+//! normalise it": the detector a letterboxed 128×128 RGB view, the classifier a
+//! 48×48 gray crop per face. [`resample_into`] does both, as an area mean where the
+//! region shrinks unturned and bilinearly otherwise, and writes normalised `f32`
+//! directly, so no intermediate resized image is allocated per frame or face.
 
 /// Maps output coordinates to source coordinates: `src = m · (u, v, 1)`.
 ///
@@ -276,6 +277,12 @@ fn area_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, target: 
             out[pixel * C..][..C].copy_from_slice(&values);
         }
     };
+    // Only the source columns some output pixel covers are added up: a face crop covers a
+    // small part of each row of the frame.
+    let span = match (columns.first(), columns.last()) {
+        (Some(first), Some(last)) => first.first * C..(last.first + last.count) * C,
+        _ => 0..0,
+    };
     let mut row = vec![0f32; w * C];
     let mut levels = vec![0u16; w * C];
     for v in 0..height {
@@ -287,8 +294,9 @@ fn area_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, target: 
         // Rows the footprint covers whole share one weight: they are added up as integers and
         // weighted once; only a partly covered first or last row is weighted on its own.
         let summed = |k: usize| rows.weight(k) == rows.whole && k < MAX_WHOLE_ROWS;
-        let source_row = |k: usize| &src.data[(rows.first + k) * w * C..][..w * C];
+        let source_row = |k: usize| &src.data[(rows.first + k) * w * C..][span.clone()];
         let whole_rows = (0..rows.count).filter(|&k| summed(k)).count();
+        let (row, levels) = (&mut row[span.clone()], &mut levels[span.clone()]);
         if whole_rows > 0 {
             levels.fill(0);
             for k in (0..rows.count).filter(|&k| summed(k)) {
@@ -296,7 +304,7 @@ fn area_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, target: 
                     *level += u16::from(p);
                 }
             }
-            for (sum, &level) in row.iter_mut().zip(&levels) {
+            for (sum, &level) in row.iter_mut().zip(levels.iter()) {
                 *sum = rows.whole * f32::from(level);
             }
         } else {
@@ -312,7 +320,7 @@ fn area_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, target: 
             let values = match fill {
                 Some(fill) if !cols.inside => [fill; C],
                 _ => {
-                    let pixels = &row[cols.first * C..][..cols.count * C];
+                    let pixels = &row[cols.first * C - span.start..][..cols.count * C];
                     let (mut edges, mut wholes) = ([0f32; C], [0f32; C]);
                     for (k, pixel) in pixels.chunks_exact(C).enumerate() {
                         let weight = cols.weight(k);

@@ -33,7 +33,7 @@ pub struct LoadedOnnx {
     pub model: InferenceModel,
     pub metadata: HashMap<String, String>,
     /// The model's first step turned its channels-last input channels-first and was taken
-    /// out: it now takes channels-first input (see [`take_channels_first_input`]).
+    /// out: it now takes channels-first input (see `take_channels_first_input`).
     pub input_made_channels_first: bool,
 }
 
