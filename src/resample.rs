@@ -203,8 +203,9 @@ impl<'a> Output<'a> {
 
 /// Fills `output` from `src` through `map`, the way both models want their input made:
 /// where the map shrinks the source without rotating it, each output pixel is the mean of
-/// the source pixels under it ([`area_into`]); where it enlarges or rotates, bilinear
-/// ([`warp_into_output`]), which reads every source pixel there is to read.
+/// the source pixels under it ([`area_into`]); where it enlarges, bilinear
+/// ([`warp_into_output`]), which then reads every source pixel. A map that turns the
+/// picture is sampled bilinearly whatever its scale: the mean covers unturned footprints only.
 pub fn resample_into(
     src: SourceImage<'_>,
     map: &AffineMap,
