@@ -213,9 +213,8 @@ pub fn resample_into(
     outside: Outside,
     normalize: Normalize,
 ) -> bool {
-    let [[a, b, _], [d, e, _]] = map.m;
-    let shrinks = a > 1.0 || e > 1.0;
-    if shrinks && b == 0.0 && d == 0.0 && a > 0.0 && e > 0.0 {
+    let [[a, _, _], [_, e, _]] = map.m;
+    if scales_and_shifts_only(map) && (a > 1.0 || e > 1.0) {
         area_into(src, map, output, outside, normalize)
     } else {
         warp_into_output(src, map, output, outside, normalize)
@@ -223,9 +222,10 @@ pub fn resample_into(
 }
 
 /// Fills `output` with the mean of the source area each output pixel covers under `map`, which
-/// may only scale and shift: what a shrinking letterbox needs. Bilinear sampling reads 4
-/// source pixels per output pixel whatever the scale, so at a fifth of the size it skips most
-/// of the picture and what it reads aliases (noise, fine texture); the mean reads them all.
+/// may only scale and shift: what a shrinking letterbox or face crop needs. Bilinear sampling
+/// reads 4 source pixels per output pixel whatever the scale, so at a fifth of the size it
+/// skips most of the picture and what it reads aliases (noise, fine texture); the mean reads
+/// them all.
 /// Which output pixels are `outside` is decided by their centres, as in [`warp_into`]; a
 /// pixel at the border averages the part of its area that lies on the source.
 ///
@@ -238,11 +238,16 @@ pub fn area_into(
     outside: Outside,
     normalize: Normalize,
 ) -> bool {
-    let [[a, b, _], [d, e, _]] = map.m;
-    if b != 0.0 || d != 0.0 || a <= 0.0 || e <= 0.0 {
+    if !scales_and_shifts_only(map) {
         return false;
     }
     sample(src, map, output.into_target(outside, normalize), [area_channels::<1>, area_channels::<3>])
+}
+
+/// Whether `map` neither rotates nor flips: each output pixel covers an upright rectangle.
+fn scales_and_shifts_only(map: &AffineMap) -> bool {
+    let [[a, b, _], [d, e, _]] = map.m;
+    b == 0.0 && d == 0.0 && a > 0.0 && e > 0.0
 }
 
 /// Whether `src` is a usable image and `target` holds exactly its channels.
