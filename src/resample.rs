@@ -204,8 +204,8 @@ impl<'a> Output<'a> {
 /// Fills `output` from `src` through `map`, the way both models want their input made:
 /// where the map shrinks the source without rotating it, each output pixel is the mean of
 /// the source pixels under it ([`area_into`]); where it enlarges, bilinear
-/// ([`warp_into_output`]), which then reads every source pixel. A map that turns the
-/// picture is sampled bilinearly whatever its scale: the mean covers unturned footprints only.
+/// ([`warp_into_output`]), which then reads every source pixel; where it shrinks and turns
+/// (a crop levelled by the eyes), the mean of bilinear samples spread over each output pixel.
 pub fn resample_into(
     src: SourceImage<'_>,
     map: &AffineMap,
@@ -216,8 +216,70 @@ pub fn resample_into(
     let [[a, _, _], [_, e, _]] = map.m;
     if scales_and_shifts_only(map) && (a > 1.0 || e > 1.0) {
         area_into(src, map, output, outside, normalize)
+    } else if sub_samples(map) > 1 {
+        let target = output.into_target(outside, normalize);
+        sample(src, map, target, [supersample_channels::<1>, supersample_channels::<3>])
     } else {
         warp_into_output(src, map, output, outside, normalize)
+    }
+}
+
+/// Most bilinear samples a turned, shrinking map takes across each output pixel (so at most
+/// its square per pixel): a face far larger than the crop is then read at 16 × 16 points a
+/// crop pixel, not every pixel, which bounds the work whatever the picture's size.
+const MAX_SUB_SAMPLES: usize = 16;
+
+/// How many bilinear samples across (and down) each output pixel of `map` it takes for every
+/// source pixel under it to count: the source pixels one output pixel spans, rounded up.
+fn sub_samples(map: &AffineMap) -> usize {
+    let [[a, b, _], [d, e, _]] = map.m;
+    let span = a.hypot(d).max(b.hypot(e));
+    // Spans a hair over a whole number come from rounding, not from the picture.
+    let n = (span - 1e-3).ceil();
+    if n.is_finite() && n > 1.0 {
+        (n as usize).min(MAX_SUB_SAMPLES)
+    } else {
+        1
+    }
+}
+
+/// A turned map that shrinks (a crop levelled by the eyes of a large face): each output pixel
+/// is the mean of n × n bilinear samples spread evenly over the square it covers
+/// ([`sub_samples`]), so that, as the area mean does for unturned maps, the source pixels under
+/// it count, not the 4 nearest its centre. Which pixels are `outside` is decided by their
+/// centres, as in [`warp_into`].
+fn supersample_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, target: Target<'_>) {
+    let (w, h) = (src.width as usize, src.height as usize);
+    let Target { out, width, height, planar, outside, normalize } = target;
+    let fill = match outside {
+        Outside::Fill(v) => Some(v * normalize.scale + normalize.offset),
+        Outside::ClampToEdge => None,
+    };
+    let n = sub_samples(map);
+    let offsets: Vec<f32> = (0..n).map(|i| (i as f32 + 0.5) / n as f32).collect();
+    let share = 1.0 / (n * n) as f32;
+    let plane = width * height;
+    for v in 0..height {
+        for u in 0..width {
+            let (cx, cy) = map.apply(u as f32 + 0.5, v as f32 + 0.5);
+            let inside = fill.is_none() || (Tap::at(cx, w).inside && Tap::at(cy, h).inside);
+            let mut sums = [0f32; C];
+            for &dv in &offsets {
+                for &du in &offsets {
+                    let (x, y) = map.apply(u as f32 + du, v as f32 + dv);
+                    let add = |ch: usize, value: f32| sums[ch] += value * share;
+                    write_sample::<C>(src.data, w, Tap::at(x, w), Tap::at(y, h), inside, fill, normalize, add);
+                }
+            }
+            let pixel = v * width + u;
+            for (ch, value) in sums.into_iter().enumerate() {
+                if planar {
+                    out[ch * plane + pixel] = value;
+                } else {
+                    out[pixel * C + ch] = value;
+                }
+            }
+        }
     }
 }
 
@@ -732,6 +794,36 @@ mod tests {
         for (c, value) in out.iter().enumerate() {
             assert!((f64::from(*value) - column(c)).abs() < 1e-2, "column {c}: {value} against {}", column(c));
         }
+    }
+
+    #[test]
+    fn a_turned_map_that_shrinks_averages_the_pixels_each_output_pixel_covers() {
+        // A quarter turn at 10 source pixels an output pixel: each output pixel covers a 10x10
+        // block of the source exactly, so it must be that block's mean (by hand below).
+        let side = 60usize;
+        let data: Vec<u8> = (0..side * side).map(|i| ((i * 7919) % 251) as u8).collect();
+        let map = AffineMap::rotated_square(30.0, 30.0, 60.0, std::f32::consts::FRAC_PI_2, 6);
+        let mut out = vec![0.0; 36];
+        let output = Output { buffer: &mut out, width: 6, height: 6, planar: false };
+        assert!(resample_into(gray(&data, 60, 60), &map, output, Outside::ClampToEdge, IDENTITY));
+        for v in 0..6 {
+            for u in 0..6 {
+                // src = centre + 10 · R(90°) · (out - 3): x = 30 - 10 (v' - 3), y = 30 + 10 (u' - 3).
+                let (x0, y0) = (60 - 10 * (v + 1), 10 * u);
+                let block: u32 = (y0..y0 + 10)
+                    .flat_map(|y| (x0..x0 + 10).map(move |x| (x, y)))
+                    .map(|(x, y)| u32::from(data[y * side + x]))
+                    .sum();
+                let mean = block as f32 / 100.0;
+                let value = out[v * 6 + u];
+                assert!((value - mean).abs() < 0.05, "({u}, {v}): {value} against {mean}");
+            }
+        }
+        // The mean of many pixels is far from any single tap's: bilinear at the centres differs.
+        let mut taps = vec![0.0; 36];
+        let output = Output { buffer: &mut taps, width: 6, height: 6, planar: false };
+        assert!(warp_into_output(gray(&data, 60, 60), &map, output, Outside::ClampToEdge, IDENTITY));
+        assert!(taps.iter().zip(&out).any(|(t, m)| (t - m).abs() > 10.0), "{taps:?} {out:?}");
     }
 
     #[test]

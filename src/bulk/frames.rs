@@ -21,7 +21,7 @@ use crate::frame::Frame;
 use crate::geometry::{convex_iou, Point};
 use crate::model::ModelError;
 use crate::report::Report;
-use crate::resample::{warp_into, AffineMap, Normalize, Outside, SourceImage};
+use crate::resample::{resample_into, warp_into, AffineMap, Normalize, Output, Outside, SourceImage};
 
 /// Frame width: the camera's default `source.width`.
 pub const FRAME_WIDTH: u32 = 640;
@@ -331,15 +331,9 @@ pub fn run_frame(
     let mut batch = vec![0f32; classifier.face_len()];
     let gray = SourceImage { data: frame.gray.as_raw(), width: frame.width(), height: frame.height(), channels: 1 };
     let square = spec.placement.face_to_frame(input_side);
-    warp_into(
-        gray,
-        &square,
-        &mut batch,
-        input_side,
-        input_side,
-        Outside::ClampToEdge,
-        classifier.metadata().normalize(),
-    );
+    // Cut the way the device cuts its crops, so that the two differ only in where they lie.
+    let output = Output { buffer: &mut batch, width: input_side, height: input_side, planar: false };
+    resample_into(gray, &square, output, Outside::ClampToEdge, classifier.metadata().normalize());
     if let Some((_, detected)) = best {
         let one = std::slice::from_ref(detected);
         batch.extend(geometries.iter().flat_map(|g| analyzer.crop_batch_with(&frame, one, g)));
