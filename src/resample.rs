@@ -62,6 +62,17 @@ pub enum Outside {
     ClampToEdge,
 }
 
+impl Outside {
+    /// The value written, already normalised, for pixels off the source; `None` when the
+    /// edge pixel stands in.
+    fn normalised_fill(self, normalize: Normalize) -> Option<f32> {
+        match self {
+            Outside::Fill(v) => Some(v * normalize.scale + normalize.offset),
+            Outside::ClampToEdge => None,
+        }
+    }
+}
+
 /// An interleaved 8-bit image: `channels` values per pixel, rows packed.
 #[derive(Debug, Clone, Copy)]
 pub struct SourceImage<'a> {
@@ -143,10 +154,7 @@ fn sample(src: SourceImage<'_>, map: &AffineMap, target: Target<'_>, [gray, rgb]
 fn warp_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, target: Target<'_>) {
     let (w, h) = (src.width as usize, src.height as usize);
     let Target { out, width, height, planar, outside, normalize } = target;
-    let fill = match outside {
-        Outside::Fill(v) => Some(v * normalize.scale + normalize.offset),
-        Outside::ClampToEdge => None,
-    };
+    let fill = outside.normalised_fill(normalize);
     let plane = width * height;
     let mut sample = |u: usize, v: usize, x: Tap, y: Tap| {
         let pixel = v * width + u;
@@ -251,10 +259,7 @@ fn sub_samples(map: &AffineMap) -> usize {
 fn supersample_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, target: Target<'_>) {
     let (w, h) = (src.width as usize, src.height as usize);
     let Target { out, width, height, planar, outside, normalize } = target;
-    let fill = match outside {
-        Outside::Fill(v) => Some(v * normalize.scale + normalize.offset),
-        Outside::ClampToEdge => None,
-    };
+    let fill = outside.normalised_fill(normalize);
     let n = sub_samples(map);
     let offsets: Vec<f32> = (0..n).map(|i| (i as f32 + 0.5) / n as f32).collect();
     let share = 1.0 / (n * n) as f32;
@@ -271,14 +276,7 @@ fn supersample_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, t
                     write_sample::<C>(src.data, w, Tap::at(x, w), Tap::at(y, h), inside, fill, normalize, add);
                 }
             }
-            let pixel = v * width + u;
-            for (ch, value) in sums.into_iter().enumerate() {
-                if planar {
-                    out[ch * plane + pixel] = value;
-                } else {
-                    out[pixel * C + ch] = value;
-                }
-            }
+            store_pixel(out, v * width + u, plane, planar, sums);
         }
     }
 }
@@ -306,6 +304,19 @@ pub fn area_into(
     sample(src, map, output.into_target(outside, normalize), [area_channels::<1>, area_channels::<3>])
 }
 
+/// Writes the `C` channel values of output pixel `pixel`: together, or one into each of the
+/// `plane`-long channel planes when `planar`.
+#[inline(always)]
+fn store_pixel<const C: usize>(out: &mut [f32], pixel: usize, plane: usize, planar: bool, values: [f32; C]) {
+    if planar {
+        for (ch, value) in values.into_iter().enumerate() {
+            out[ch * plane + pixel] = value;
+        }
+    } else {
+        out[pixel * C..][..C].copy_from_slice(&values);
+    }
+}
+
 /// Whether `map` neither rotates nor flips: each output pixel covers an upright rectangle.
 fn scales_and_shifts_only(map: &AffineMap) -> bool {
     let [[a, b, _], [d, e, _]] = map.m;
@@ -328,23 +339,11 @@ const MAX_WHOLE_ROWS: usize = 256;
 fn area_channels<const C: usize>(src: SourceImage<'_>, map: &AffineMap, target: Target<'_>) {
     let (w, h) = (src.width as usize, src.height as usize);
     let Target { out, width, height, planar, outside, normalize } = target;
-    let fill = match outside {
-        Outside::Fill(v) => Some(v * normalize.scale + normalize.offset),
-        Outside::ClampToEdge => None,
-    };
+    let fill = outside.normalised_fill(normalize);
     let [[a, _, tx], [_, e, ty]] = map.m;
     let columns: Vec<Footprint> = (0..width).map(|u| Footprint::of(u, a, tx, w)).collect();
     let plane = width * height;
-    let mut store = |u: usize, v: usize, values: [f32; C]| {
-        let pixel = v * width + u;
-        if planar {
-            for (ch, value) in values.into_iter().enumerate() {
-                out[ch * plane + pixel] = value;
-            }
-        } else {
-            out[pixel * C..][..C].copy_from_slice(&values);
-        }
-    };
+    let mut store = |u: usize, v: usize, values: [f32; C]| store_pixel(out, v * width + u, plane, planar, values);
     // Only the source columns some output pixel covers are added up: a face crop covers a
     // small part of each row of the frame.
     let span = match (columns.first(), columns.last()) {
